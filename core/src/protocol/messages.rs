@@ -32,7 +32,10 @@ impl std::str::FromStr for Platform {
         match s {
             "ios" => Ok(Platform::Ios),
             "android" => Ok(Platform::Android),
-            _ => Err(ProtocolError::InvalidField { field: "platform", reason: "must be ios or android" }),
+            _ => Err(ProtocolError::InvalidField {
+                field: "platform",
+                reason: "must be ios or android",
+            }),
         }
     }
 }
@@ -54,7 +57,11 @@ impl EnrolmentMessage {
     /// Upper case without spaces or dashes: what the cardholder typed,
     /// reduced to the form that is signed and looked up.
     pub fn normalize_code(typed: &str) -> String {
-        typed.chars().filter(|c| !c.is_whitespace() && *c != '-').map(|c| c.to_ascii_uppercase()).collect()
+        typed
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .map(|c| c.to_ascii_uppercase())
+            .collect()
     }
 
     pub fn signed_bytes(&self) -> Vec<u8> {
@@ -82,7 +89,14 @@ pub struct DeviceRequestMessage {
 }
 
 impl DeviceRequestMessage {
-    pub fn new(method: &str, path: &str, device_id: &str, timestamp_ms: i64, nonce: &[u8], body: &[u8]) -> Self {
+    pub fn new(
+        method: &str,
+        path: &str,
+        device_id: &str,
+        timestamp_ms: i64,
+        nonce: &[u8],
+        body: &[u8],
+    ) -> Self {
         Self {
             method: method.to_ascii_uppercase(),
             path: path.to_owned(),

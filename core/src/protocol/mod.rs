@@ -12,10 +12,10 @@ pub use canonical::{CanonicalWriter, ENCODING_VERSION};
 pub use error::ProtocolError;
 pub use keys::{PublicKey, SoftwareKey, verify_signature};
 pub use messages::{
-    Decision, DecisionMessage, DenyReason, DeviceRequestMessage, EnrolmentMessage, Platform,
-    TransactionTerms, DECISION_DOMAIN, ENROLMENT_DOMAIN, REQUEST_DOMAIN,
+    DECISION_DOMAIN, Decision, DecisionMessage, DenyReason, DeviceRequestMessage, ENROLMENT_DOMAIN,
+    EnrolmentMessage, Platform, REQUEST_DOMAIN, TransactionTerms,
 };
 pub use request_auth::{
-    FRESHNESS_WINDOW_MS, NONCE_LEN, RequestAuth, SeenNonces, check_freshness, HEADER_DEVICE,
-    HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP,
+    FRESHNESS_WINDOW_MS, HEADER_DEVICE, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP,
+    NONCE_LEN, RequestAuth, SeenNonces, check_freshness,
 };

@@ -215,7 +215,10 @@ impl PushPayload {
         if challenge_id.is_empty() || challenge_id.len() > 64 {
             return None;
         }
-        Some(Self { challenge_id, expires_at })
+        Some(Self {
+            challenge_id,
+            expires_at,
+        })
     }
 }
 
@@ -231,7 +234,9 @@ pub mod b64 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = String::deserialize(d)?;
-        URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).map_err(|_| D::Error::custom("expected base64url"))
+        URL_SAFE_NO_PAD
+            .decode(s.trim_end_matches('='))
+            .map_err(|_| D::Error::custom("expected base64url"))
     }
 }
 
@@ -241,9 +246,15 @@ mod tests {
 
     #[test]
     fn push_payload_round_trips_and_ignores_foreign_pushes() {
-        let p = PushPayload { challenge_id: "abc".into(), expires_at: 99 };
+        let p = PushPayload {
+            challenge_id: "abc".into(),
+            expires_at: 99,
+        };
         assert_eq!(PushPayload::from_map(&p.to_map()), Some(p));
-        assert_eq!(PushPayload::from_map(&HashMap::from([("aps".into(), "x".into())])), None);
+        assert_eq!(
+            PushPayload::from_map(&HashMap::from([("aps".into(), "x".into())])),
+            None
+        );
     }
 
     #[test]

@@ -1,0 +1,76 @@
+//! The server's shared state: configuration, storage, secrets, clock and
+//! notifier. HTTP handlers, background workers and the CLI all act through
+//! one [`App`], so each rule lives in one place whoever triggers it.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::notifier::{Notifier, OutboxNotifier};
+use crate::secrets::Secrets;
+use crate::storage::Storage;
+use crate::storage::sqlite::SqliteStorage;
+
+#[derive(Clone)]
+pub struct App(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub storage: Arc<dyn Storage>,
+    pub secrets: Secrets,
+    pub clock: Arc<dyn Clock>,
+    pub notifier: Arc<dyn Notifier>,
+    /// Client for result callbacks to requestors.
+    pub http: reqwest::Client,
+}
+
+impl std::ops::Deref for App {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl App {
+    /// Opens the database (applying migrations) and the master key.
+    pub fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let path = config.sqlite_path()?;
+        let sqlite = SqliteStorage::open(
+            &path,
+            config.database.max_connections,
+            config.database.synchronous,
+            clock.now_ms(),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
+        let storage: Arc<dyn Storage> = Arc::new(sqlite);
+        let notifier = Arc::new(OutboxNotifier::new(storage.clone()));
+        Self::with_parts(config, storage, clock, notifier)
+    }
+
+    pub fn with_parts(
+        config: Config,
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        notifier: Arc<dyn Notifier>,
+    ) -> anyhow::Result<Self> {
+        let secrets = Secrets::load_or_create(&config.secrets.master_key_file)?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_millis(
+                config.callbacks.request_timeout_ms,
+            ))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self(Arc::new(Inner {
+            config,
+            storage,
+            secrets,
+            clock,
+            notifier,
+            http,
+        })))
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}

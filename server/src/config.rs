@@ -1,0 +1,371 @@
+//! Configuration: defaults that start a working server with no file at all,
+//! a TOML file over them, and `COUNTERSIGN_SECTION__KEY` environment
+//! variables over that. Unknown keys are an error naming the key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::risk::RiskConfig;
+use crate::storage::sqlite::Synchronous;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub secrets: SecretsConfig,
+    pub issuer: IssuerConfig,
+    pub challenge: ChallengeConfig,
+    pub enrolment: EnrolmentConfig,
+    pub callbacks: CallbackConfig,
+    pub risk: RiskConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on. Loopback by default: put a TLS proxy in front,
+    /// or bind elsewhere on purpose.
+    pub listen: SocketAddr,
+    /// The URL browsers and devices reach this server at; `acsURL` is built
+    /// from it. Defaults to `http://{listen}`.
+    pub public_url: Option<String>,
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8480)),
+            public_url: None,
+            body_limit_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` (or a plain path) for the embedded database.
+    pub url: String,
+    /// Connections in the pool.
+    pub max_connections: usize,
+    /// SQLite durability: `normal` (WAL; survives a crash of the process,
+    /// may lose the last commits on power loss) or `full` (an fsync per
+    /// commit; survives power loss, far fewer commits per second).
+    pub synchronous: Synchronous,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://./data/countersign.db".into(),
+            max_connections: 4,
+            synchronous: Synchronous::Normal,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// 32-byte master key from which every keyed hash and MAC key is
+    /// derived. Created on first start if missing. Back it up: without it
+    /// no stored card, API key or code can be matched again.
+    pub master_key_file: PathBuf,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        Self {
+            master_key_file: PathBuf::from("./data/master.key"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IssuerConfig {
+    /// Shown to cardholders in the app.
+    pub name: String,
+    /// `acsReferenceNumber` in ARes messages.
+    pub acs_reference_number: String,
+}
+
+impl Default for IssuerConfig {
+    fn default() -> Self {
+        Self {
+            name: "Countersign Demo Bank".into(),
+            acs_reference_number: "COUNTERSIGN-ACS-1".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChallengeConfig {
+    /// How long a push challenge can be answered.
+    pub expiry_secs: u64,
+    /// Number matching: the checkout shows a two-digit number, the app
+    /// offers three and the cardholder picks the one shown.
+    pub number_match: NumberMatchConfig,
+    /// How often expired challenges are swept and closed.
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for ChallengeConfig {
+    fn default() -> Self {
+        Self {
+            expiry_secs: 300,
+            number_match: NumberMatchConfig::default(),
+            sweep_interval_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NumberMatchConfig {
+    pub enabled: bool,
+    /// Amount in minor units, per ISO 4217 numeric currency code, above
+    /// which a challenge asks for number matching. A currency not listed
+    /// always gets number matching while it is enabled.
+    pub above: BTreeMap<String, u64>,
+}
+
+impl Default for NumberMatchConfig {
+    fn default() -> Self {
+        let above = [
+            ("978", 10_000),
+            ("840", 10_000),
+            ("826", 10_000),
+            ("392", 20_000),
+            ("752", 100_000),
+        ];
+        Self {
+            enabled: true,
+            above: above.into_iter().map(|(c, a)| (c.to_owned(), a)).collect(),
+        }
+    }
+}
+
+impl NumberMatchConfig {
+    pub fn applies(&self, currency: u16, amount_minor: u64) -> bool {
+        self.enabled
+            && self
+                .above
+                .get(&format!("{currency:03}"))
+                .is_none_or(|limit| amount_minor > *limit)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrolmentConfig {
+    /// Lifetime of an enrolment code.
+    pub code_ttl_secs: u64,
+    /// Wrong tries before an enrolment code is burnt.
+    pub max_attempts: u32,
+}
+
+impl Default for EnrolmentConfig {
+    fn default() -> Self {
+        Self {
+            code_ttl_secs: 24 * 3600,
+            max_attempts: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallbackConfig {
+    /// Attempts to deliver a result (RReq) before giving up.
+    pub max_attempts: u32,
+    /// First retry delay; doubles each time up to `max_backoff_ms`.
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    pub request_timeout_ms: u64,
+    /// How often the delivery worker looks for due callbacks.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for CallbackConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            initial_backoff_ms: 1000,
+            max_backoff_ms: 300_000,
+            request_timeout_ms: 10_000,
+            poll_interval_ms: 250,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then the file (if given), then `COUNTERSIGN_*` variables.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut tree = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            if let Some(rest) = name.strip_prefix("COUNTERSIGN_")
+                && rest.contains("__")
+            {
+                apply_env(&mut tree, rest, &value)?;
+            }
+        }
+        let config: Config = toml::Value::Table(tree)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.risk.validate().map_err(ConfigError::Invalid)?;
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "database.max_connections must be at least 1".into(),
+            ));
+        }
+        if self.challenge.expiry_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "challenge.expiry_secs must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn public_url(&self) -> String {
+        self.server
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.server.listen))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// The SQLite file named by `database.url`.
+    pub fn sqlite_path(&self) -> Result<PathBuf, ConfigError> {
+        let url = &self.database.url;
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Err(ConfigError::Invalid(
+                "database.url: PostgreSQL is not supported by this build yet".into(),
+            ));
+        }
+        Ok(PathBuf::from(url.strip_prefix("sqlite://").unwrap_or(url)))
+    }
+}
+
+/// `COUNTERSIGN_SERVER__LISTEN=0.0.0.0:8480` sets `server.listen`. The value
+/// is read as TOML when it parses as such (numbers, booleans), else as text.
+fn apply_env(tree: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
+    let path: Vec<String> = name.split("__").map(str::to_ascii_lowercase).collect();
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    let (last, parents) = path.split_last().expect("split yields at least one part");
+    let mut table = tree;
+    for part in parents {
+        let entry = table
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry.as_table_mut().ok_or_else(|| {
+            ConfigError::Invalid(format!("COUNTERSIGN_{name}: `{part}` is not a table"))
+        })?;
+    }
+    table.insert(last.clone(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = Config::load(None, []).unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8480");
+        assert_eq!(c.public_url(), "http://127.0.0.1:8480");
+        assert_eq!(
+            c.sqlite_path().unwrap(),
+            PathBuf::from("./data/countersign.db")
+        );
+    }
+
+    #[test]
+    fn file_then_environment_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[challenge]\nexpiry_secs = 120\n[issuer]\nname = \"Bank\"\n",
+        )
+        .unwrap();
+        let env = [
+            (
+                "COUNTERSIGN_CHALLENGE__EXPIRY_SECS".to_owned(),
+                "90".to_owned(),
+            ),
+            (
+                "COUNTERSIGN_SERVER__PUBLIC_URL".to_owned(),
+                "https://acs.example/".to_owned(),
+            ),
+            ("UNRELATED".to_owned(), "x".to_owned()),
+        ];
+        let c = Config::load(Some(&file), env).unwrap();
+        assert_eq!(c.challenge.expiry_secs, 90);
+        assert_eq!(c.issuer.name, "Bank");
+        assert_eq!(c.public_url(), "https://acs.example");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[challenge]\nexpiry_sec = 120\n").unwrap();
+        let err = Config::load(Some(&file), []).unwrap_err().to_string();
+        assert!(err.contains("expiry_sec"), "{err}");
+        let err = Config::load(None, [("COUNTERSIGN_SERVER__LISTN".into(), "x".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn number_matching_by_amount_and_unlisted_currency() {
+        let n = NumberMatchConfig::default();
+        assert!(!n.applies(978, 10_000));
+        assert!(n.applies(978, 10_001));
+        assert!(n.applies(36, 1));
+    }
+}

@@ -1,0 +1,109 @@
+//! The typed refusal every device and admin operation returns: an HTTP
+//! status, a stable code from the protocol, and a sentence for people.
+//! Requestor (3DS) endpoints use EMV `Erro` messages instead (`emv`).
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use countersign_core::protocol::ProtocolError;
+use countersign_core::protocol::wire::{ErrorBody, ErrorCode, ErrorDetail};
+
+use crate::storage::StorageError;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("{what} not found"),
+        )
+    }
+
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+            message,
+        )
+    }
+
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Unavailable(_) => {
+                tracing::warn!(error = %e, "database unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable,
+                    "the service is briefly unavailable; retry",
+                )
+            }
+            StorageError::Conflict(what) => Self::new(
+                StatusCode::CONFLICT,
+                ErrorCode::BadRequest,
+                format!("{what} already exists"),
+            ),
+            StorageError::Corrupt(_) => {
+                tracing::error!(error = %e, "stored data could not be read");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
+                    "internal error",
+                )
+            }
+        }
+    }
+}
+
+impl From<ProtocolError> for ApiError {
+    fn from(e: ProtocolError) -> Self {
+        let code = match e {
+            ProtocolError::BadSignature
+            | ProtocolError::MalformedSignature
+            | ProtocolError::MalformedPublicKey => ErrorCode::BadSignature,
+            ProtocolError::StaleTimestamp { .. } => ErrorCode::StaleTimestamp,
+            ProtocolError::ReplayedNonce => ErrorCode::ReplayedNonce,
+            ProtocolError::MissingField(_) | ProtocolError::InvalidField { .. } => {
+                ErrorCode::Unauthenticated
+            }
+        };
+        Self::new(StatusCode::UNAUTHORIZED, code, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}

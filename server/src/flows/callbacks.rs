@@ -1,0 +1,181 @@
+//! The result of a challenge, sent to the requestor as an RReq-shaped JSON
+//! POST to the AReq's notificationURL, signed with HMAC-SHA-256 under the
+//! requestor's callback secret, retried with exponential backoff, every
+//! attempt recorded. Jobs live in the database so a restart (or another
+//! node) picks up what is due.
+
+use std::time::Duration;
+
+use ring::hmac;
+
+use crate::app::App;
+use crate::emv::{
+    ChallengeCancel, MessageCategory, MessageVersion, RReq, TransStatus, TransStatusReason,
+};
+use crate::error::ApiError;
+use crate::storage::{Authentication, CallbackAttempt, CallbackJob, CallbackNext, NewCallback};
+
+/// Header carrying `t=<ms>,v1=<hex HMAC-SHA-256 of "<t>.<body>">`.
+pub const SIGNATURE_HEADER: &str = "x-countersign-signature";
+/// How long a claimed job stays hidden from other workers.
+const LEASE_MS: i64 = 60_000;
+
+/// The RReq for an authentication that has just ended.
+pub fn result_callback(a: &Authentication, cancelled_by_cardholder: bool) -> NewCallback {
+    let status = match a.trans_status.as_str() {
+        "Y" => TransStatus::Authenticated,
+        "R" => TransStatus::Rejected,
+        "U" => TransStatus::Unavailable,
+        _ => TransStatus::NotAuthenticated,
+    };
+    let version = MessageVersion::parse(&a.message_version).unwrap_or(MessageVersion::V2_2_0);
+    let category = MessageCategory::parse(&a.message_category).unwrap_or(MessageCategory::Payment);
+    let parse_uuid = |s: &str| uuid::Uuid::parse_str(s).unwrap_or_default();
+    let mut rreq = RReq::new(
+        version,
+        parse_uuid(&a.ds_trans_id),
+        parse_uuid(&a.acs_trans_id),
+        status,
+        1,
+        category,
+    );
+    if let Some(reason) = a
+        .trans_status_reason
+        .as_deref()
+        .and_then(TransStatusReason::parse)
+    {
+        rreq = rreq.with_reason(reason);
+    }
+    if let (Some(value), Some(eci)) = (&a.authentication_value, &a.eci) {
+        rreq = rreq.with_authentication(value.clone(), eci.clone());
+    }
+    if cancelled_by_cardholder {
+        rreq = rreq.with_challenge_cancel(ChallengeCancel::CardholderCancelled);
+    } else if a.trans_status_reason.as_deref()
+        == Some(TransStatusReason::TransactionTimedOutAtAcs.as_str())
+    {
+        rreq = rreq.with_challenge_cancel(ChallengeCancel::AcsTimedOut);
+    }
+    NewCallback {
+        acs_trans_id: a.acs_trans_id.clone(),
+        requestor_id: a.requestor_id.clone(),
+        url: a.notification_url.clone(),
+        body: serde_json::to_string(&rreq).expect("an RReq serialises"),
+    }
+}
+
+/// The signature header value for `body` sent at `timestamp_ms`.
+pub fn sign(secret: &str, timestamp_ms: i64, body: &str) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = hmac::sign(&key, format!("{timestamp_ms}.{body}").as_bytes());
+    format!("t={timestamp_ms},v1={}", hex::encode(tag.as_ref()))
+}
+
+/// Delay before attempt `attempt + 1`: doubling from the initial backoff.
+pub fn backoff_ms(app: &App, attempt: u32) -> i64 {
+    let c = &app.config.callbacks;
+    let factor = 1u64
+        .checked_shl(attempt.saturating_sub(1))
+        .unwrap_or(u64::MAX);
+    c.initial_backoff_ms
+        .saturating_mul(factor)
+        .min(c.max_backoff_ms) as i64
+}
+
+/// Sends every due callback once; returns how many were attempted.
+pub async fn deliver_due(app: &App) -> Result<usize, ApiError> {
+    let now = app.now_ms();
+    let jobs = app.storage.claim_callbacks(now, now + LEASE_MS, 16).await?;
+    let count = jobs.len();
+    for job in jobs {
+        deliver(app, job).await?;
+    }
+    Ok(count)
+}
+
+async fn deliver(app: &App, job: CallbackJob) -> Result<(), ApiError> {
+    let secret = app
+        .storage
+        .requestor(&job.requestor_id)
+        .await?
+        .map(|r| r.callback_secret)
+        .unwrap_or_default();
+    let sent_at = app.now_ms();
+    let response = app
+        .http
+        .post(&job.url)
+        .header("content-type", "application/json")
+        .header(SIGNATURE_HEADER, sign(&secret, sent_at, &job.body))
+        .body(job.body.clone())
+        .send()
+        .await;
+    let attempt_no = job.attempts + 1;
+    let (http_status, error) = match response {
+        Ok(r) if r.status().is_success() => (Some(r.status().as_u16()), None),
+        Ok(r) => (
+            Some(r.status().as_u16()),
+            Some(format!("HTTP {}", r.status().as_u16())),
+        ),
+        // The error names the host, never the body.
+        Err(e) => (None, Some(describe(&e))),
+    };
+    let next = if error.is_none() {
+        CallbackNext::Delivered
+    } else if attempt_no >= app.config.callbacks.max_attempts {
+        CallbackNext::GiveUp
+    } else {
+        CallbackNext::RetryAt(app.now_ms() + backoff_ms(app, attempt_no))
+    };
+    if let Some(e) = &error {
+        tracing::warn!(acs_trans_id = %job.acs_trans_id, attempt = attempt_no, error = %e, "result callback failed");
+    }
+    let attempt = CallbackAttempt {
+        attempt: attempt_no,
+        at: sent_at,
+        http_status,
+        error,
+    };
+    app.storage
+        .record_callback_attempt(&job, &attempt, next)
+        .await?;
+    Ok(())
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    kind.to_owned()
+}
+
+/// Runs [`deliver_due`] until `shutdown` fires.
+pub async fn run_worker(app: App, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let interval = Duration::from_millis(app.config.callbacks.poll_interval_ms.max(10));
+    loop {
+        if let Err(e) = deliver_due(&app).await {
+            tracing::warn!(error = %e, "callback delivery pass failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_binds_time_and_body() {
+        let a = sign("k", 1, "{}");
+        assert!(a.starts_with("t=1,v1="));
+        assert_ne!(a, sign("k", 2, "{}"));
+        assert_ne!(a, sign("k", 1, "{ }"));
+        assert_ne!(a, sign("j", 1, "{}"));
+    }
+}

@@ -1,0 +1,142 @@
+//! The operator API (Bearer operator key). The same flows back the CLI.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::extract::{self, OperatorAuth};
+use crate::app::App;
+use crate::error::ApiError;
+use crate::flows::admin::{
+    self as flows, CardView, CreatedEnrolmentCode, CreatedRequestor, NewCardRequest,
+    NewRequestorRequest,
+};
+use crate::flows::authentication_value::{self, VerifyRequest, VerifyResponse};
+use crate::storage::{AuditEvent, AuditFilter, OutboxPush};
+
+pub async fn create_requestor(
+    State(app): State<App>,
+    op: OperatorAuth,
+    extract::Json(req): extract::Json<NewRequestorRequest>,
+) -> Result<(StatusCode, Json<CreatedRequestor>), ApiError> {
+    op.require_admin()?;
+    Ok((
+        StatusCode::CREATED,
+        Json(flows::create_requestor(&app, req, &op.actor()).await?),
+    ))
+}
+
+pub async fn create_card(
+    State(app): State<App>,
+    op: OperatorAuth,
+    extract::Json(req): extract::Json<NewCardRequest>,
+) -> Result<(StatusCode, Json<CardView>), ApiError> {
+    op.require_admin()?;
+    Ok((
+        StatusCode::CREATED,
+        Json(flows::create_card(&app, req, &op.actor()).await?),
+    ))
+}
+
+pub async fn card(
+    State(app): State<App>,
+    _op: OperatorAuth,
+    Path(card_id): Path<String>,
+) -> Result<Json<CardView>, ApiError> {
+    Ok(Json(flows::card(&app, &card_id).await?))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceSummary {
+    device_id: String,
+    platform: String,
+    display_name: String,
+    notifications_enabled: bool,
+    has_push_token: bool,
+    created_at: i64,
+}
+
+pub async fn card_devices(
+    State(app): State<App>,
+    _op: OperatorAuth,
+    Path(card_id): Path<String>,
+) -> Result<Json<Vec<DeviceSummary>>, ApiError> {
+    let devices = app.storage.card_devices(&card_id).await?;
+    Ok(Json(
+        devices
+            .into_iter()
+            .map(|d| DeviceSummary {
+                device_id: d.id,
+                platform: d.platform,
+                display_name: d.display_name,
+                notifications_enabled: d.notifications_enabled,
+                has_push_token: d.push_token.is_some(),
+                created_at: d.created_at,
+            })
+            .collect(),
+    ))
+}
+
+pub async fn create_enrolment_code(
+    State(app): State<App>,
+    op: OperatorAuth,
+    Path(card_id): Path<String>,
+) -> Result<(StatusCode, Json<CreatedEnrolmentCode>), ApiError> {
+    op.require_admin()?;
+    Ok((
+        StatusCode::CREATED,
+        Json(flows::create_enrolment_code(&app, &card_id, &op.actor()).await?),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushQuery {
+    device_id: Option<String>,
+    limit: Option<u32>,
+}
+
+/// The default notifier's outbox: what would have been pushed.
+pub async fn pushes(
+    State(app): State<App>,
+    _op: OperatorAuth,
+    Query(q): Query<PushQuery>,
+) -> Result<Json<Vec<OutboxPush>>, ApiError> {
+    Ok(Json(
+        app.storage
+            .outbox_pushes(q.device_id.as_deref(), q.limit.unwrap_or(50).min(500))
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    #[serde(rename = "cardId")]
+    card_id: Option<String>,
+    #[serde(rename = "acsTransID")]
+    acs_trans_id: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn audit(
+    State(app): State<App>,
+    _op: OperatorAuth,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Vec<AuditEvent>>, ApiError> {
+    let filter = AuditFilter {
+        card_id: q.card_id,
+        acs_trans_id: q.acs_trans_id,
+        limit: q.limit.unwrap_or(100).min(1000),
+    };
+    Ok(Json(app.storage.audit_events(&filter).await?))
+}
+
+pub async fn verify_authentication_value(
+    State(app): State<App>,
+    _op: OperatorAuth,
+    extract::Json(req): extract::Json<VerifyRequest>,
+) -> Result<Json<VerifyResponse>, ApiError> {
+    Ok(Json(authentication_value::verify(&app, &req).await?))
+}

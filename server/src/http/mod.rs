@@ -1,0 +1,86 @@
+//! The HTTP surface: routes, extractors and the layers around them.
+
+mod admin;
+mod device;
+mod extract;
+mod health;
+mod requestor;
+
+use axum::Router;
+use axum::http::{HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use countersign_core::protocol::wire::ErrorCode;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::app::App;
+use crate::error::ApiError;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/v1/authentications", post(requestor::authenticate))
+        .route("/v1/authentications/{acs_trans_id}", get(requestor::status))
+        .route("/v1/device/enrolments", post(device::enrol))
+        .route("/v1/device/push-settings", put(device::push_settings))
+        .route("/v1/device/challenges", get(device::pending))
+        .route("/v1/device/challenges/{challenge_id}", get(device::show))
+        .route(
+            "/v1/device/challenges/{challenge_id}/decision",
+            post(device::decide),
+        )
+        .route("/v1/device/cards/{card_id}", delete(device::unenrol_card))
+        .route("/v1/device", delete(device::unenrol_device))
+        .route("/v1/admin/requestors", post(admin::create_requestor))
+        .route("/v1/admin/cards", post(admin::create_card))
+        .route("/v1/admin/cards/{card_id}", get(admin::card))
+        .route(
+            "/v1/admin/cards/{card_id}/devices",
+            get(admin::card_devices),
+        )
+        .route(
+            "/v1/admin/cards/{card_id}/enrolment-codes",
+            post(admin::create_enrolment_code),
+        )
+        .route("/v1/admin/pushes", get(admin::pushes))
+        .route("/v1/admin/audit", get(admin::audit))
+        .route(
+            "/v1/admin/authentication-values/verify",
+            post(admin::verify_authentication_value),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(app)
+        .layer(CatchPanicLayer::custom(|_| internal_error()))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::BadRequest,
+        "method not allowed on this route",
+    )
+}
+
+/// A handler that panicked still answers with the typed JSON error.
+fn internal_error() -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::Internal,
+        "internal error",
+    )
+    .into_response()
+}

@@ -1,0 +1,86 @@
+//! Countersign's server: decides when a purchase needs the cardholder,
+//! pushes the challenge to their phone, verifies the signed answer and
+//! reports the result. See `docs/architecture.md`.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod emv;
+pub mod error;
+pub mod flows;
+pub mod http;
+pub mod notifier;
+pub mod risk;
+pub mod secrets;
+pub mod storage;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use app::App;
+
+/// A server running in this process: its address and a way to stop it.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets in-flight requests finish, stops the workers.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Resolves when a stop was asked for (e.g. by a signal handler).
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Serves the HTTP API on `listener` and runs the background workers
+/// (challenge expiry, result delivery) until stopped.
+pub fn start(app: App, listener: TcpListener) -> std::io::Result<RunningServer> {
+    let addr = listener.local_addr()?;
+    let (shutdown, rx) = watch::channel(false);
+    let router = http::router(app.clone());
+    let mut http_rx = rx.clone();
+    let server = tokio::spawn(async move {
+        let graceful = async move {
+            let _ = http_rx.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(graceful)
+            .await
+        {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    let callbacks = tokio::spawn(flows::callbacks::run_worker(app.clone(), rx.clone()));
+    let sweeper = tokio::spawn(run_expiry_sweeper(app, rx));
+    Ok(RunningServer {
+        addr,
+        shutdown,
+        tasks: vec![server, callbacks, sweeper],
+    })
+}
+
+async fn run_expiry_sweeper(app: App, mut shutdown: watch::Receiver<bool>) {
+    let interval = Duration::from_millis(app.config.challenge.sweep_interval_ms.max(10));
+    loop {
+        if let Err(e) = flows::challenges::expire_due(&app).await {
+            tracing::warn!(error = %e, "expiry sweep failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Where the server keeps its state. Handlers see only the [`Storage`]
+//! trait; each backend implements it with its own schema and migrations.
+//!
+//! Every method that changes more than one row does so in one transaction,
+//! and every state change that must happen once (a challenge ending, an
+//! enrolment code being spent) is a conditional update whose row count
+//! decides who won.
+
+mod model;
+pub mod sqlite;
+
+pub use model::*;
+
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database cannot be reached or is busy beyond its timeout.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A uniqueness rule refused the write; names what was duplicated.
+    #[error("already exists: {0}")]
+    Conflict(&'static str),
+    /// A stored value could not be read back (a bug or a damaged database).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// Succeeds when the database answers.
+    async fn ping(&self) -> StorageResult<()>;
+
+    // Requestors and operators, found by the keyed hash of their API key.
+    async fn create_requestor(
+        &self,
+        requestor: &Requestor,
+        api_key_hash: &[u8],
+        now: i64,
+    ) -> StorageResult<()>;
+    async fn requestor_by_key(&self, api_key_hash: &[u8]) -> StorageResult<Option<Requestor>>;
+    async fn requestor(&self, id: &str) -> StorageResult<Option<Requestor>>;
+    async fn create_operator(
+        &self,
+        operator: &Operator,
+        api_key_hash: &[u8],
+        now: i64,
+    ) -> StorageResult<()>;
+    async fn operator_by_key(&self, api_key_hash: &[u8]) -> StorageResult<Option<Operator>>;
+
+    // Cards.
+    async fn create_card(&self, card: &NewCard) -> StorageResult<()>;
+    async fn card(&self, id: &str) -> StorageResult<Option<Card>>;
+    async fn card_by_pan_hash(&self, pan_hash: &[u8]) -> StorageResult<Option<Card>>;
+    async fn card_activity(
+        &self,
+        card_id: &str,
+        currency: u16,
+        recent_since: i64,
+    ) -> StorageResult<CardActivity>;
+
+    // Enrolment.
+    async fn create_enrolment_code(&self, code: &EnrolmentCode) -> StorageResult<()>;
+    async fn enrolment_code(&self, lookup: &str) -> StorageResult<Option<EnrolmentCode>>;
+    /// Spends one attempt; returns the attempts left, `None` if none were.
+    async fn spend_enrolment_attempt(&self, lookup: &str) -> StorageResult<Option<u32>>;
+    /// Marks the code used and enrols the device for its card, creating the
+    /// device unless one with the same public key exists. Returns the
+    /// device as stored, or `Conflict` if the code was used meanwhile.
+    async fn complete_enrolment(
+        &self,
+        lookup: &str,
+        device: &Device,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> StorageResult<Device>;
+
+    // Devices.
+    async fn device(&self, id: &str) -> StorageResult<Option<Device>>;
+    async fn device_cards(&self, device_id: &str) -> StorageResult<Vec<Card>>;
+    async fn card_devices(&self, card_id: &str) -> StorageResult<Vec<Device>>;
+    async fn is_enrolled(&self, device_id: &str, card_id: &str) -> StorageResult<bool>;
+    async fn set_push_settings(
+        &self,
+        device_id: &str,
+        token: Option<&str>,
+        enabled: bool,
+        now: i64,
+    ) -> StorageResult<()>;
+    /// Returns whether the device was enrolled for the card.
+    async fn unenrol_card(
+        &self,
+        device_id: &str,
+        card_id: &str,
+        audit: &AuditEvent,
+    ) -> StorageResult<bool>;
+    async fn revoke_device(
+        &self,
+        device_id: &str,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> StorageResult<()>;
+    /// Records a request nonce; `false` if the device used it since
+    /// `window_start` (a replay). Forgets nonces older than that.
+    async fn remember_nonce(
+        &self,
+        device_id: &str,
+        nonce: &[u8],
+        now: i64,
+        window_start: i64,
+    ) -> StorageResult<bool>;
+
+    // Authentications and challenges.
+    /// `Conflict("threeDSServerTransID")` when the requestor reused one.
+    async fn record_authentication(&self, new: &NewAuthentication) -> StorageResult<()>;
+    async fn authentication(&self, acs_trans_id: &str) -> StorageResult<Option<Authentication>>;
+    async fn challenge(&self, id: &str) -> StorageResult<Option<Challenge>>;
+    async fn pending_challenges_for_device(
+        &self,
+        device_id: &str,
+        now: i64,
+    ) -> StorageResult<Vec<Challenge>>;
+    /// Ends a pending challenge and applies everything it causes; `false`
+    /// (and no change at all) if it was not pending any more.
+    async fn end_challenge(&self, end: &ChallengeEnd) -> StorageResult<bool>;
+    async fn expired_challenges(&self, now: i64, limit: u32) -> StorageResult<Vec<Challenge>>;
+
+    // Push outbox (the default notifier's queue).
+    async fn enqueue_push(
+        &self,
+        device_id: &str,
+        challenge_id: &str,
+        payload: &serde_json::Value,
+        now: i64,
+    ) -> StorageResult<()>;
+    async fn outbox_pushes(
+        &self,
+        device_id: Option<&str>,
+        limit: u32,
+    ) -> StorageResult<Vec<OutboxPush>>;
+
+    // Result callbacks.
+    /// Takes up to `limit` due callbacks and hides them until `lease_until`,
+    /// so a concurrent worker does not send them too.
+    async fn claim_callbacks(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> StorageResult<Vec<CallbackJob>>;
+    async fn record_callback_attempt(
+        &self,
+        job: &CallbackJob,
+        attempt: &CallbackAttempt,
+        next: CallbackNext,
+    ) -> StorageResult<()>;
+    async fn callback_status(&self, acs_trans_id: &str) -> StorageResult<Option<CallbackStatus>>;
+
+    // Audit.
+    async fn append_audit(&self, event: &AuditEvent) -> StorageResult<()>;
+    async fn audit_events(&self, filter: &AuditFilter) -> StorageResult<Vec<AuditEvent>>;
+}

@@ -1,0 +1,308 @@
+//! Records as the storage layer keeps them, shared by every backend.
+
+use serde::{Deserialize, Serialize};
+
+/// A merchant or 3DS server allowed to send AReqs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requestor {
+    /// Its `threeDSRequestorID`.
+    pub id: String,
+    pub name: String,
+    /// Key for the HMAC on result callbacks; shared with the requestor.
+    pub callback_secret: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OperatorRole {
+    Support,
+    Admin,
+}
+
+impl OperatorRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperatorRole::Support => "support",
+            OperatorRole::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "support" => Some(OperatorRole::Support),
+            "admin" => Some(OperatorRole::Admin),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    pub id: String,
+    pub name: String,
+    pub role: OperatorRole,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Card {
+    pub id: String,
+    pub pan_last4: String,
+    pub language: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub blocked_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl Card {
+    pub fn masked_pan(&self) -> String {
+        format!("•••• {}", self.pan_last4)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewCard {
+    pub card: Card,
+    /// Keyed hash of the full card number.
+    pub pan_hash: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrolmentCode {
+    /// The public first part of the code, used to find it.
+    pub lookup: String,
+    /// Keyed hash of the secret rest of the code.
+    pub secret_hash: Vec<u8>,
+    pub card_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub attempts_left: u32,
+    pub used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub id: String,
+    pub public_key: Vec<u8>,
+    pub platform: String,
+    pub display_name: String,
+    pub push_token: Option<String>,
+    pub notifications_enabled: bool,
+    pub revoked_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl Device {
+    /// Whether a push can be sent to it at all.
+    pub fn pushable(&self) -> bool {
+        self.revoked_at.is_none() && self.notifications_enabled && self.push_token.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChallengeState {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+    Cancelled,
+}
+
+impl ChallengeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengeState::Pending => "pending",
+            ChallengeState::Approved => "approved",
+            ChallengeState::Denied => "denied",
+            ChallengeState::Expired => "expired",
+            ChallengeState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Approved,
+            Self::Denied,
+            Self::Expired,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
+/// One purchase as authenticated (an AReq and everything decided about it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authentication {
+    pub acs_trans_id: String,
+    pub ds_trans_id: String,
+    pub requestor_id: String,
+    pub card_id: Option<String>,
+    pub message_version: String,
+    pub message_category: String,
+    pub amount_minor: u64,
+    pub currency: u16,
+    pub exponent: u8,
+    pub merchant_name: String,
+    pub merchant_id: String,
+    pub notification_url: String,
+    pub trans_status: String,
+    pub trans_status_reason: Option<String>,
+    /// The risk engine's reason codes, and any later ones (e.g. why a
+    /// challenge ended).
+    pub reasons: Vec<String>,
+    pub low_value_exempt: bool,
+    pub authentication_value: Option<String>,
+    pub eci: Option<String>,
+    pub challenge_id: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub id: String,
+    pub acs_trans_id: String,
+    pub card_id: String,
+    pub nonce: Vec<u8>,
+    pub state: ChallengeState,
+    /// The number the checkout shows, when number matching applies.
+    pub number_match: Option<u8>,
+    /// The three numbers the app offers (one is `number_match`).
+    pub number_choices: Option<Vec<u8>>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub decided_at: Option<i64>,
+    pub decided_by_device: Option<String>,
+    /// Why it ended, as a reason code (e.g. `approved`, `not_me`,
+    /// `number_mismatch`, `expired`).
+    pub outcome_reason: Option<String>,
+}
+
+/// An AReq's whole outcome, stored in one transaction.
+#[derive(Debug, Clone)]
+pub struct NewAuthentication {
+    pub authentication: Authentication,
+    pub challenge: Option<Challenge>,
+    pub audit: AuditEvent,
+}
+
+/// The end of a challenge and all it causes, applied at most once.
+#[derive(Debug, Clone)]
+pub struct ChallengeEnd {
+    pub challenge_id: String,
+    pub state: ChallengeState,
+    pub outcome_reason: String,
+    pub decided_by_device: Option<String>,
+    pub at: i64,
+    pub trans_status: String,
+    pub trans_status_reason: Option<String>,
+    pub authentication_value: Option<String>,
+    pub eci: Option<String>,
+    /// The result message for the requestor (built before the write, sent
+    /// by the delivery worker after it).
+    pub callback: Option<NewCallback>,
+    pub audit: AuditEvent,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewCallback {
+    pub acs_trans_id: String,
+    pub requestor_id: String,
+    pub url: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackJob {
+    pub id: i64,
+    pub acs_trans_id: String,
+    pub requestor_id: String,
+    pub url: String,
+    pub body: String,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackNext {
+    Delivered,
+    RetryAt(i64),
+    GiveUp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallbackAttempt {
+    pub attempt: u32,
+    pub at: i64,
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallbackStatus {
+    pub state: String,
+    pub attempts: Vec<CallbackAttempt>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxPush {
+    pub id: i64,
+    pub device_id: String,
+    pub challenge_id: String,
+    pub payload: serde_json::Value,
+    pub created_at: i64,
+}
+
+/// An audit line: what happened, when, to what, and why. Never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    pub at: i64,
+    pub kind: String,
+    /// Who did it: `requestor:ID`, `device:ID`, `operator:ID`, `system`.
+    pub actor: String,
+    pub card_id: Option<String>,
+    pub acs_trans_id: Option<String>,
+    pub challenge_id: Option<String>,
+    pub device_id: Option<String>,
+    pub outcome: String,
+    pub detail: serde_json::Value,
+}
+
+impl AuditEvent {
+    pub fn new(at: i64, kind: &str, actor: String, outcome: &str) -> Self {
+        Self {
+            at,
+            kind: kind.into(),
+            actor,
+            card_id: None,
+            acs_trans_id: None,
+            challenge_id: None,
+            device_id: None,
+            outcome: outcome.into(),
+            detail: serde_json::Value::Null,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub card_id: Option<String>,
+    pub acs_trans_id: Option<String>,
+    pub limit: u32,
+}
+
+/// What the risk engine needs to know of a card's past.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CardActivity {
+    /// Earlier purchases authenticated (Y).
+    pub authenticated: u64,
+    /// AReqs since the velocity window began.
+    pub recent: u32,
+    /// Low-value exemptions in this currency since the last approved challenge.
+    pub low_value_count: u32,
+    pub low_value_sum: u64,
+}

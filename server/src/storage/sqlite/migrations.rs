@@ -1,0 +1,194 @@
+//! The SQLite schema, as numbered migrations applied in order, once.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+const MIGRATIONS: &[(u32, &str)] = &[(1, INITIAL)];
+
+const INITIAL: &str = r#"
+CREATE TABLE requestors (
+    id              TEXT PRIMARY KEY,
+    name            TEXT NOT NULL,
+    api_key_hash    BLOB NOT NULL UNIQUE,
+    callback_secret TEXT NOT NULL,
+    created_at      INTEGER NOT NULL
+);
+
+CREATE TABLE operators (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    role         TEXT NOT NULL CHECK (role IN ('support', 'admin')),
+    api_key_hash BLOB NOT NULL UNIQUE,
+    created_at   INTEGER NOT NULL
+);
+
+-- Card numbers are kept only as a keyed hash, plus the last four digits.
+CREATE TABLE cards (
+    id         TEXT PRIMARY KEY,
+    pan_hash   BLOB NOT NULL UNIQUE,
+    pan_last4  TEXT NOT NULL,
+    language   TEXT,
+    email      TEXT,
+    phone      TEXT,
+    blocked_at INTEGER,
+    created_at INTEGER NOT NULL
+);
+
+CREATE TABLE enrolment_codes (
+    lookup        TEXT PRIMARY KEY,
+    secret_hash   BLOB NOT NULL,
+    card_id       TEXT NOT NULL REFERENCES cards(id),
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    attempts_left INTEGER NOT NULL,
+    used_at       INTEGER,
+    device_id     TEXT
+);
+
+CREATE TABLE devices (
+    id                    TEXT PRIMARY KEY,
+    public_key            BLOB NOT NULL UNIQUE,
+    platform              TEXT NOT NULL,
+    display_name          TEXT NOT NULL,
+    push_token            TEXT,
+    notifications_enabled INTEGER NOT NULL,
+    revoked_at            INTEGER,
+    created_at            INTEGER NOT NULL,
+    updated_at            INTEGER NOT NULL
+);
+
+CREATE TABLE device_cards (
+    device_id   TEXT NOT NULL REFERENCES devices(id),
+    card_id     TEXT NOT NULL REFERENCES cards(id),
+    enrolled_at INTEGER NOT NULL,
+    PRIMARY KEY (device_id, card_id)
+) WITHOUT ROWID;
+CREATE INDEX device_cards_by_card ON device_cards (card_id);
+
+CREATE TABLE device_nonces (
+    device_id TEXT NOT NULL,
+    nonce     BLOB NOT NULL,
+    seen_at   INTEGER NOT NULL,
+    PRIMARY KEY (device_id, nonce)
+) WITHOUT ROWID;
+CREATE INDEX device_nonces_by_age ON device_nonces (seen_at);
+
+CREATE TABLE authentications (
+    acs_trans_id         TEXT PRIMARY KEY,
+    ds_trans_id          TEXT NOT NULL,
+    requestor_id         TEXT NOT NULL REFERENCES requestors(id),
+    card_id              TEXT REFERENCES cards(id),
+    message_version      TEXT NOT NULL,
+    message_category     TEXT NOT NULL,
+    amount_minor         INTEGER NOT NULL,
+    currency             INTEGER NOT NULL,
+    exponent             INTEGER NOT NULL,
+    merchant_name        TEXT NOT NULL,
+    merchant_id          TEXT NOT NULL,
+    notification_url     TEXT NOT NULL,
+    trans_status         TEXT NOT NULL,
+    trans_status_reason  TEXT,
+    reasons              TEXT NOT NULL,
+    low_value_exempt     INTEGER NOT NULL,
+    authentication_value TEXT,
+    eci                  TEXT,
+    challenge_id         TEXT,
+    created_at           INTEGER NOT NULL,
+    updated_at           INTEGER NOT NULL,
+    UNIQUE (requestor_id, ds_trans_id)
+);
+CREATE INDEX authentications_by_card ON authentications (card_id, created_at);
+
+CREATE TABLE challenges (
+    id                TEXT PRIMARY KEY,
+    acs_trans_id      TEXT NOT NULL UNIQUE REFERENCES authentications(acs_trans_id),
+    card_id           TEXT NOT NULL REFERENCES cards(id),
+    nonce             BLOB NOT NULL,
+    state             TEXT NOT NULL,
+    number_match      INTEGER,
+    number_choices    TEXT,
+    created_at        INTEGER NOT NULL,
+    expires_at        INTEGER NOT NULL,
+    decided_at        INTEGER,
+    decided_by_device TEXT,
+    outcome_reason    TEXT
+);
+CREATE INDEX challenges_pending_by_card ON challenges (card_id, state, expires_at);
+CREATE INDEX challenges_by_state_expiry ON challenges (state, expires_at);
+
+CREATE TABLE push_outbox (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id    TEXT NOT NULL,
+    challenge_id TEXT NOT NULL,
+    payload      TEXT NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+
+CREATE TABLE callbacks (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    acs_trans_id    TEXT NOT NULL REFERENCES authentications(acs_trans_id),
+    requestor_id    TEXT NOT NULL,
+    url             TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL
+);
+CREATE INDEX callbacks_due ON callbacks (state, next_attempt_at);
+CREATE INDEX callbacks_by_transaction ON callbacks (acs_trans_id);
+
+CREATE TABLE callback_attempts (
+    callback_id INTEGER NOT NULL REFERENCES callbacks(id),
+    attempt     INTEGER NOT NULL,
+    at          INTEGER NOT NULL,
+    http_status INTEGER,
+    error       TEXT,
+    PRIMARY KEY (callback_id, attempt)
+);
+
+CREATE TABLE audit_events (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    at           INTEGER NOT NULL,
+    kind         TEXT NOT NULL,
+    actor        TEXT NOT NULL,
+    card_id      TEXT,
+    acs_trans_id TEXT,
+    challenge_id TEXT,
+    device_id    TEXT,
+    outcome      TEXT NOT NULL,
+    detail       TEXT NOT NULL
+);
+CREATE INDEX audit_by_card ON audit_events (card_id, at);
+CREATE INDEX audit_by_transaction ON audit_events (acs_trans_id);
+"#;
+
+/// Applies every migration not yet applied; returns how many ran.
+pub fn migrate(conn: &mut Connection, now_ms: i64) -> rusqlite::Result<usize> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )?;
+    let mut applied = 0;
+    for (version, sql) in MIGRATIONS {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let done: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
+            [version],
+            |r| r.get(0),
+        )?;
+        if !done {
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                (version, now_ms),
+            )?;
+            applied += 1;
+        }
+        tx.commit()?;
+    }
+    Ok(applied)
+}
+
+/// The newest migration this build knows.
+pub fn latest_version() -> u32 {
+    MIGRATIONS.last().map_or(0, |(v, _)| *v)
+}

@@ -1,0 +1,935 @@
+//! The embedded SQLite backend: zero configuration, one file.
+
+mod migrations;
+mod pool;
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use self::pool::{Pool, unavailable};
+use super::*;
+
+pub use migrations::latest_version;
+
+pub struct SqliteStorage {
+    pool: Pool,
+}
+
+/// How SQLite syncs to disk. `Full` survives power loss at the cost of an
+/// fsync per commit; `Normal` (WAL) survives process crashes and may lose
+/// the last commits on power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Normal,
+    Full,
+}
+
+impl SqliteStorage {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub fn open(
+        path: &Path,
+        connections: usize,
+        synchronous: Synchronous,
+        now_ms: i64,
+    ) -> StorageResult<Self> {
+        let sync = match synchronous {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        };
+        let pool = Pool::open(path, connections.max(1), sync)?;
+        let storage = Self { pool };
+        let mut conn = Connection::open(path).map_err(unavailable)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(unavailable)?;
+        migrations::migrate(&mut conn, now_ms).map_err(unavailable)?;
+        Ok(storage)
+    }
+
+    async fn read<R, F>(&self, f: F) -> StorageResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        self.pool.run(move |conn| f(conn).map_err(classify)).await
+    }
+
+    /// Runs `f` in a write transaction begun IMMEDIATE, so it takes the
+    /// write lock up front (waiting on the busy timeout) instead of failing
+    /// with SQLITE_BUSY when a read upgrades to a write.
+    async fn write<R, F>(&self, f: F) -> StorageResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> StorageResult<R> + Send + 'static,
+    {
+        self.pool
+            .run(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(classify)?;
+                let result = f(&tx)?;
+                tx.commit().map_err(classify)?;
+                Ok(result)
+            })
+            .await
+    }
+}
+
+fn classify(e: rusqlite::Error) -> StorageError {
+    match e {
+        rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
+            StorageError::Corrupt(e.to_string())
+        }
+        other => StorageError::Unavailable(other.to_string()),
+    }
+}
+
+/// Maps a uniqueness violation to `Conflict(what)`.
+fn conflict_as(what: &'static str) -> impl Fn(rusqlite::Error) -> StorageError {
+    move |e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => StorageError::Conflict(what),
+        _ => classify(e),
+    }
+}
+
+fn json_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("serialising plain data cannot fail")
+}
+
+fn corrupt(what: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        what.to_owned().into(),
+    )
+}
+
+const CARD_COLUMNS: &str = "id, pan_last4, language, email, phone, blocked_at, created_at";
+
+fn card_from(row: &Row<'_>) -> rusqlite::Result<Card> {
+    Ok(Card {
+        id: row.get(0)?,
+        pan_last4: row.get(1)?,
+        language: row.get(2)?,
+        email: row.get(3)?,
+        phone: row.get(4)?,
+        blocked_at: row.get(5)?,
+        created_at: row.get(6)?,
+    })
+}
+
+const DEVICE_COLUMNS: &str = "id, public_key, platform, display_name, push_token, notifications_enabled, revoked_at, created_at";
+
+fn device_from(row: &Row<'_>) -> rusqlite::Result<Device> {
+    Ok(Device {
+        id: row.get(0)?,
+        public_key: row.get(1)?,
+        platform: row.get(2)?,
+        display_name: row.get(3)?,
+        push_token: row.get(4)?,
+        notifications_enabled: row.get(5)?,
+        revoked_at: row.get(6)?,
+        created_at: row.get(7)?,
+    })
+}
+
+const AUTHENTICATION_COLUMNS: &str = "acs_trans_id, ds_trans_id, requestor_id, card_id, message_version, \
+    message_category, amount_minor, currency, exponent, merchant_name, merchant_id, notification_url, trans_status, \
+    trans_status_reason, reasons, low_value_exempt, authentication_value, eci, challenge_id, created_at, updated_at";
+
+fn authentication_from(row: &Row<'_>) -> rusqlite::Result<Authentication> {
+    let reasons: String = row.get(14)?;
+    Ok(Authentication {
+        acs_trans_id: row.get(0)?,
+        ds_trans_id: row.get(1)?,
+        requestor_id: row.get(2)?,
+        card_id: row.get(3)?,
+        message_version: row.get(4)?,
+        message_category: row.get(5)?,
+        amount_minor: row.get::<_, i64>(6)? as u64,
+        currency: row.get(7)?,
+        exponent: row.get(8)?,
+        merchant_name: row.get(9)?,
+        merchant_id: row.get(10)?,
+        notification_url: row.get(11)?,
+        trans_status: row.get(12)?,
+        trans_status_reason: row.get(13)?,
+        reasons: serde_json::from_str(&reasons).map_err(|_| corrupt("authentication reasons"))?,
+        low_value_exempt: row.get(15)?,
+        authentication_value: row.get(16)?,
+        eci: row.get(17)?,
+        challenge_id: row.get(18)?,
+        created_at: row.get(19)?,
+        updated_at: row.get(20)?,
+    })
+}
+
+const CHALLENGE_COLUMNS: &str = "id, acs_trans_id, card_id, nonce, state, number_match, number_choices, created_at, \
+    expires_at, decided_at, decided_by_device, outcome_reason";
+
+fn challenge_from(row: &Row<'_>) -> rusqlite::Result<Challenge> {
+    let state: String = row.get(4)?;
+    let choices: Option<String> = row.get(6)?;
+    Ok(Challenge {
+        id: row.get(0)?,
+        acs_trans_id: row.get(1)?,
+        card_id: row.get(2)?,
+        nonce: row.get(3)?,
+        state: ChallengeState::parse(&state).ok_or_else(|| corrupt("challenge state"))?,
+        number_match: row.get(5)?,
+        number_choices: choices
+            .map(|c| serde_json::from_str(&c).map_err(|_| corrupt("number choices")))
+            .transpose()?,
+        created_at: row.get(7)?,
+        expires_at: row.get(8)?,
+        decided_at: row.get(9)?,
+        decided_by_device: row.get(10)?,
+        outcome_reason: row.get(11)?,
+    })
+}
+
+fn insert_audit(conn: &Connection, e: &AuditEvent) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO audit_events (at, kind, actor, card_id, acs_trans_id, challenge_id, device_id, outcome, detail) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        e.at,
+        e.kind,
+        e.actor,
+        e.card_id,
+        e.acs_trans_id,
+        e.challenge_id,
+        e.device_id,
+        e.outcome,
+        json_text(&e.detail)
+    ])?;
+    Ok(())
+}
+
+#[async_trait]
+impl Storage for SqliteStorage {
+    async fn ping(&self) -> StorageResult<()> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
+    }
+
+    async fn create_requestor(
+        &self,
+        r: &Requestor,
+        api_key_hash: &[u8],
+        now: i64,
+    ) -> StorageResult<()> {
+        let (r, hash) = (r.clone(), api_key_hash.to_vec());
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO requestors (id, name, api_key_hash, callback_secret, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![r.id, r.name, hash, r.callback_secret, now],
+            )
+            .map_err(conflict_as("requestor"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn requestor_by_key(&self, api_key_hash: &[u8]) -> StorageResult<Option<Requestor>> {
+        let hash = api_key_hash.to_vec();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT id, name, callback_secret FROM requestors WHERE api_key_hash = ?1",
+            )?
+            .query_row([hash], |r| {
+                Ok(Requestor {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    callback_secret: r.get(2)?,
+                })
+            })
+            .optional()
+        })
+        .await
+    }
+
+    async fn requestor(&self, id: &str) -> StorageResult<Option<Requestor>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached("SELECT id, name, callback_secret FROM requestors WHERE id = ?1")?
+                .query_row([id], |r| {
+                    Ok(Requestor {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        callback_secret: r.get(2)?,
+                    })
+                })
+                .optional()
+        })
+        .await
+    }
+
+    async fn create_operator(
+        &self,
+        o: &Operator,
+        api_key_hash: &[u8],
+        now: i64,
+    ) -> StorageResult<()> {
+        let (o, hash) = (o.clone(), api_key_hash.to_vec());
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO operators (id, name, role, api_key_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![o.id, o.name, o.role.as_str(), hash, now],
+            )
+            .map_err(conflict_as("operator"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn operator_by_key(&self, api_key_hash: &[u8]) -> StorageResult<Option<Operator>> {
+        let hash = api_key_hash.to_vec();
+        self.read(move |c| {
+            c.prepare_cached("SELECT id, name, role FROM operators WHERE api_key_hash = ?1")?
+                .query_row([hash], |r| {
+                    let role: String = r.get(2)?;
+                    Ok(Operator {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        role: OperatorRole::parse(&role).ok_or_else(|| corrupt("operator role"))?,
+                    })
+                })
+                .optional()
+        })
+        .await
+    }
+
+    async fn create_card(&self, new: &NewCard) -> StorageResult<()> {
+        let new = new.clone();
+        self.write(move |tx| {
+            let c = &new.card;
+            tx.execute(
+                "INSERT INTO cards (id, pan_hash, pan_last4, language, email, phone, blocked_at, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![c.id, new.pan_hash, c.pan_last4, c.language, c.email, c.phone, c.blocked_at, c.created_at],
+            )
+            .map_err(conflict_as("card"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn card(&self, id: &str) -> StorageResult<Option<Card>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {CARD_COLUMNS} FROM cards WHERE id = ?1"))?
+                .query_row([id], card_from)
+                .optional()
+        })
+        .await
+    }
+
+    async fn card_by_pan_hash(&self, pan_hash: &[u8]) -> StorageResult<Option<Card>> {
+        let hash = pan_hash.to_vec();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {CARD_COLUMNS} FROM cards WHERE pan_hash = ?1"
+            ))?
+            .query_row([hash], card_from)
+            .optional()
+        })
+        .await
+    }
+
+    async fn card_activity(
+        &self,
+        card_id: &str,
+        currency: u16,
+        recent_since: i64,
+    ) -> StorageResult<CardActivity> {
+        let card_id = card_id.to_owned();
+        self.read(move |c| {
+            let authenticated: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM authentications WHERE card_id = ?1 AND trans_status = 'Y'")?
+                .query_row([&card_id], |r| r.get(0))?;
+            let recent: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM authentications WHERE card_id = ?1 AND created_at >= ?2")?
+                .query_row(params![card_id, recent_since], |r| r.get(0))?;
+            let (low_value_count, low_value_sum): (i64, i64) = c
+                .prepare_cached(
+                    "SELECT COUNT(*), COALESCE(SUM(amount_minor), 0) FROM authentications \
+                     WHERE card_id = ?1 AND low_value_exempt = 1 AND currency = ?2 AND created_at > COALESCE( \
+                       (SELECT MAX(decided_at) FROM challenges WHERE card_id = ?1 AND state = 'approved'), 0)",
+                )?
+                .query_row(params![card_id, currency], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(CardActivity {
+                authenticated: authenticated as u64,
+                recent: recent as u32,
+                low_value_count: low_value_count as u32,
+                low_value_sum: low_value_sum as u64,
+            })
+        })
+        .await
+    }
+
+    async fn create_enrolment_code(&self, code: &EnrolmentCode) -> StorageResult<()> {
+        let code = code.clone();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO enrolment_codes (lookup, secret_hash, card_id, created_at, expires_at, attempts_left) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![code.lookup, code.secret_hash, code.card_id, code.created_at, code.expires_at, code.attempts_left],
+            )
+            .map_err(conflict_as("enrolment code"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn enrolment_code(&self, lookup: &str) -> StorageResult<Option<EnrolmentCode>> {
+        let lookup = lookup.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT lookup, secret_hash, card_id, created_at, expires_at, attempts_left, used_at \
+                 FROM enrolment_codes WHERE lookup = ?1",
+            )?
+            .query_row([lookup], |r| {
+                Ok(EnrolmentCode {
+                    lookup: r.get(0)?,
+                    secret_hash: r.get(1)?,
+                    card_id: r.get(2)?,
+                    created_at: r.get(3)?,
+                    expires_at: r.get(4)?,
+                    attempts_left: r.get(5)?,
+                    used_at: r.get(6)?,
+                })
+            })
+            .optional()
+        })
+        .await
+    }
+
+    async fn spend_enrolment_attempt(&self, lookup: &str) -> StorageResult<Option<u32>> {
+        let lookup = lookup.to_owned();
+        self.write(move |tx| {
+            tx.query_row(
+                "UPDATE enrolment_codes SET attempts_left = attempts_left - 1 \
+                 WHERE lookup = ?1 AND attempts_left > 0 AND used_at IS NULL RETURNING attempts_left",
+                [lookup],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(classify)
+        })
+        .await
+    }
+
+    async fn complete_enrolment(
+        &self,
+        lookup: &str,
+        device: &Device,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> StorageResult<Device> {
+        let (lookup, device, audit) = (lookup.to_owned(), device.clone(), audit.clone());
+        self.write(move |tx| {
+            let card_id: Option<String> = tx
+                .query_row(
+                    "UPDATE enrolment_codes SET used_at = ?2 \
+                     WHERE lookup = ?1 AND used_at IS NULL AND attempts_left > 0 AND expires_at > ?2 RETURNING card_id",
+                    params![lookup, now],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(classify)?;
+            let card_id = card_id.ok_or(StorageError::Conflict("enrolment code"))?;
+            let existing = tx
+                .query_row(
+                    &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE public_key = ?1"),
+                    [&device.public_key],
+                    device_from,
+                )
+                .optional()
+                .map_err(classify)?;
+            let stored = match existing {
+                Some(d) if d.revoked_at.is_some() => return Err(StorageError::Conflict("revoked device key")),
+                Some(d) => {
+                    tx.execute(
+                        "UPDATE devices SET push_token = ?2, notifications_enabled = ?3, display_name = ?4, updated_at = ?5 \
+                         WHERE id = ?1",
+                        params![d.id, device.push_token, device.notifications_enabled, device.display_name, now],
+                    )
+                    .map_err(classify)?;
+                    Device {
+                        push_token: device.push_token.clone(),
+                        notifications_enabled: device.notifications_enabled,
+                        display_name: device.display_name.clone(),
+                        ..d
+                    }
+                }
+                None => {
+                    let d = &device;
+                    tx.execute(
+                        "INSERT INTO devices (id, public_key, platform, display_name, push_token, notifications_enabled, \
+                         created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+                        params![d.id, d.public_key, d.platform, d.display_name, d.push_token, d.notifications_enabled, now],
+                    )
+                    .map_err(classify)?;
+                    device.clone()
+                }
+            };
+            tx.execute("UPDATE enrolment_codes SET device_id = ?2 WHERE lookup = ?1", params![lookup, stored.id])
+                .map_err(classify)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO device_cards (device_id, card_id, enrolled_at) VALUES (?1, ?2, ?3)",
+                params![stored.id, card_id, now],
+            )
+            .map_err(classify)?;
+            let audit = AuditEvent { device_id: Some(stored.id.clone()), card_id: Some(card_id), ..audit };
+            insert_audit(tx, &audit).map_err(classify)?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn device(&self, id: &str) -> StorageResult<Option<Device>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"
+            ))?
+            .query_row([id], device_from)
+            .optional()
+        })
+        .await
+    }
+
+    async fn device_cards(&self, device_id: &str) -> StorageResult<Vec<Card>> {
+        let id = device_id.to_owned();
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {} FROM cards c JOIN device_cards dc ON dc.card_id = c.id WHERE dc.device_id = ?1 ORDER BY dc.enrolled_at",
+                CARD_COLUMNS.split(", ").map(|col| format!("c.{col}")).collect::<Vec<_>>().join(", ")
+            );
+            c.prepare_cached(&sql)?.query_map([id], card_from)?.collect()
+        })
+        .await
+    }
+
+    async fn card_devices(&self, card_id: &str) -> StorageResult<Vec<Device>> {
+        let id = card_id.to_owned();
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {} FROM devices d JOIN device_cards dc ON dc.device_id = d.id \
+                 WHERE dc.card_id = ?1 AND d.revoked_at IS NULL ORDER BY dc.enrolled_at",
+                DEVICE_COLUMNS
+                    .split(", ")
+                    .map(|col| format!("d.{col}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            c.prepare_cached(&sql)?
+                .query_map([id], device_from)?
+                .collect()
+        })
+        .await
+    }
+
+    async fn is_enrolled(&self, device_id: &str, card_id: &str) -> StorageResult<bool> {
+        let (d, card) = (device_id.to_owned(), card_id.to_owned());
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM device_cards WHERE device_id = ?1 AND card_id = ?2)",
+            )?
+            .query_row([d, card], |r| r.get(0))
+        })
+        .await
+    }
+
+    async fn set_push_settings(
+        &self,
+        device_id: &str,
+        token: Option<&str>,
+        enabled: bool,
+        now: i64,
+    ) -> StorageResult<()> {
+        let (d, t) = (device_id.to_owned(), token.map(str::to_owned));
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE devices SET push_token = ?2, notifications_enabled = ?3, updated_at = ?4 WHERE id = ?1",
+                params![d, t, enabled, now],
+            )
+            .map_err(classify)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn unenrol_card(
+        &self,
+        device_id: &str,
+        card_id: &str,
+        audit: &AuditEvent,
+    ) -> StorageResult<bool> {
+        let (d, card, audit) = (device_id.to_owned(), card_id.to_owned(), audit.clone());
+        self.write(move |tx| {
+            let removed = tx
+                .execute(
+                    "DELETE FROM device_cards WHERE device_id = ?1 AND card_id = ?2",
+                    [&d, &card],
+                )
+                .map_err(classify)?;
+            if removed == 1 {
+                insert_audit(tx, &audit).map_err(classify)?;
+            }
+            Ok(removed == 1)
+        })
+        .await
+    }
+
+    async fn revoke_device(
+        &self,
+        device_id: &str,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> StorageResult<()> {
+        let (d, audit) = (device_id.to_owned(), audit.clone());
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE devices SET revoked_at = ?2, push_token = NULL, updated_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![d, now],
+            )
+            .map_err(classify)?;
+            tx.execute("DELETE FROM device_cards WHERE device_id = ?1", [&d]).map_err(classify)?;
+            insert_audit(tx, &audit).map_err(classify)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remember_nonce(
+        &self,
+        device_id: &str,
+        nonce: &[u8],
+        now: i64,
+        window_start: i64,
+    ) -> StorageResult<bool> {
+        let (d, n) = (device_id.to_owned(), nonce.to_vec());
+        self.write(move |tx| {
+            tx.prepare_cached("DELETE FROM device_nonces WHERE seen_at < ?1")?.execute([window_start]).map_err(classify)?;
+            let inserted = tx
+                .prepare_cached("INSERT OR IGNORE INTO device_nonces (device_id, nonce, seen_at) VALUES (?1, ?2, ?3)")?
+                .execute(params![d, n, now])
+                .map_err(classify)?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
+    async fn record_authentication(&self, new: &NewAuthentication) -> StorageResult<()> {
+        let new = new.clone();
+        self.write(move |tx| {
+            let a = &new.authentication;
+            tx.prepare_cached(&format!(
+                "INSERT INTO authentications ({AUTHENTICATION_COLUMNS}) VALUES \
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
+            ))?
+            .execute(params![
+                a.acs_trans_id,
+                a.ds_trans_id,
+                a.requestor_id,
+                a.card_id,
+                a.message_version,
+                a.message_category,
+                a.amount_minor as i64,
+                a.currency,
+                a.exponent,
+                a.merchant_name,
+                a.merchant_id,
+                a.notification_url,
+                a.trans_status,
+                a.trans_status_reason,
+                json_text(&a.reasons),
+                a.low_value_exempt,
+                a.authentication_value,
+                a.eci,
+                a.challenge_id,
+                a.created_at,
+                a.updated_at
+            ])
+            .map_err(conflict_as("threeDSServerTransID"))?;
+            if let Some(ch) = &new.challenge {
+                tx.prepare_cached(&format!(
+                    "INSERT INTO challenges ({CHALLENGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                ))?
+                .execute(params![
+                    ch.id,
+                    ch.acs_trans_id,
+                    ch.card_id,
+                    ch.nonce,
+                    ch.state.as_str(),
+                    ch.number_match,
+                    ch.number_choices.as_ref().map(json_text),
+                    ch.created_at,
+                    ch.expires_at,
+                    ch.decided_at,
+                    ch.decided_by_device,
+                    ch.outcome_reason
+                ])
+                .map_err(classify)?;
+            }
+            insert_audit(tx, &new.audit).map_err(classify)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn authentication(&self, acs_trans_id: &str) -> StorageResult<Option<Authentication>> {
+        let id = acs_trans_id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {AUTHENTICATION_COLUMNS} FROM authentications WHERE acs_trans_id = ?1"
+            ))?
+            .query_row([id], authentication_from)
+            .optional()
+        })
+        .await
+    }
+
+    async fn challenge(&self, id: &str) -> StorageResult<Option<Challenge>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE id = ?1"
+            ))?
+            .query_row([id], challenge_from)
+            .optional()
+        })
+        .await
+    }
+
+    async fn pending_challenges_for_device(
+        &self,
+        device_id: &str,
+        now: i64,
+    ) -> StorageResult<Vec<Challenge>> {
+        let id = device_id.to_owned();
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {} FROM challenges ch JOIN device_cards dc ON dc.card_id = ch.card_id \
+                 WHERE dc.device_id = ?1 AND ch.state = 'pending' AND ch.expires_at > ?2 ORDER BY ch.created_at",
+                CHALLENGE_COLUMNS.split(", ").map(|col| format!("ch.{}", col.trim())).collect::<Vec<_>>().join(", ")
+            );
+            c.prepare_cached(&sql)?.query_map(params![id, now], challenge_from)?.collect()
+        })
+        .await
+    }
+
+    async fn end_challenge(&self, end: &ChallengeEnd) -> StorageResult<bool> {
+        let end = end.clone();
+        self.write(move |tx| {
+            let acs_trans_id: Option<String> = tx
+                .prepare_cached(
+                    "UPDATE challenges SET state = ?2, decided_at = ?3, decided_by_device = ?4, outcome_reason = ?5 \
+                     WHERE id = ?1 AND state = 'pending' RETURNING acs_trans_id",
+                )?
+                .query_row(
+                    params![end.challenge_id, end.state.as_str(), end.at, end.decided_by_device, end.outcome_reason],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(classify)?;
+            let Some(acs_trans_id) = acs_trans_id else { return Ok(false) };
+            tx.prepare_cached(
+                "UPDATE authentications SET trans_status = ?2, trans_status_reason = ?3, authentication_value = ?4, \
+                 eci = ?5, updated_at = ?6 WHERE acs_trans_id = ?1",
+            )?
+            .execute(params![acs_trans_id, end.trans_status, end.trans_status_reason, end.authentication_value, end.eci, end.at])
+            .map_err(classify)?;
+            if let Some(cb) = &end.callback {
+                tx.prepare_cached(
+                    "INSERT INTO callbacks (acs_trans_id, requestor_id, url, body, state, next_attempt_at, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)",
+                )?
+                .execute(params![cb.acs_trans_id, cb.requestor_id, cb.url, cb.body, end.at])
+                .map_err(classify)?;
+            }
+            insert_audit(tx, &end.audit).map_err(classify)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn expired_challenges(&self, now: i64, limit: u32) -> StorageResult<Vec<Challenge>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE state = 'pending' AND expires_at <= ?1 \
+                 ORDER BY expires_at LIMIT ?2"
+            ))?
+            .query_map(params![now, limit], challenge_from)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn enqueue_push(
+        &self,
+        device_id: &str,
+        challenge_id: &str,
+        payload: &serde_json::Value,
+        now: i64,
+    ) -> StorageResult<()> {
+        let (d, c, p) = (
+            device_id.to_owned(),
+            challenge_id.to_owned(),
+            json_text(payload),
+        );
+        self.write(move |tx| {
+            tx.prepare_cached("INSERT INTO push_outbox (device_id, challenge_id, payload, created_at) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![d, c, p, now])
+                .map_err(classify)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn outbox_pushes(
+        &self,
+        device_id: Option<&str>,
+        limit: u32,
+    ) -> StorageResult<Vec<OutboxPush>> {
+        let d = device_id.map(str::to_owned);
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT id, device_id, challenge_id, payload, created_at FROM push_outbox \
+                 WHERE ?1 IS NULL OR device_id = ?1 ORDER BY id DESC LIMIT ?2",
+            )?
+            .query_map(params![d, limit], |r| {
+                let payload: String = r.get(3)?;
+                Ok(OutboxPush {
+                    id: r.get(0)?,
+                    device_id: r.get(1)?,
+                    challenge_id: r.get(2)?,
+                    payload: serde_json::from_str(&payload).map_err(|_| corrupt("push payload"))?,
+                    created_at: r.get(4)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn claim_callbacks(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> StorageResult<Vec<CallbackJob>> {
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "UPDATE callbacks SET next_attempt_at = ?2 WHERE id IN ( \
+                   SELECT id FROM callbacks WHERE state = 'pending' AND next_attempt_at <= ?1 \
+                   ORDER BY next_attempt_at LIMIT ?3) \
+                 RETURNING id, acs_trans_id, requestor_id, url, body, attempts",
+            )?
+            .query_map(params![now, lease_until, limit], |r| {
+                Ok(CallbackJob {
+                    id: r.get(0)?,
+                    acs_trans_id: r.get(1)?,
+                    requestor_id: r.get(2)?,
+                    url: r.get(3)?,
+                    body: r.get(4)?,
+                    attempts: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(classify)
+        })
+        .await
+    }
+
+    async fn record_callback_attempt(
+        &self,
+        job: &CallbackJob,
+        attempt: &CallbackAttempt,
+        next: CallbackNext,
+    ) -> StorageResult<()> {
+        let (id, attempt) = (job.id, attempt.clone());
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO callback_attempts (callback_id, attempt, at, http_status, error) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![id, attempt.attempt, attempt.at, attempt.http_status, attempt.error])
+            .map_err(classify)?;
+            let (state, next_at) = match next {
+                CallbackNext::Delivered => ("delivered", attempt.at),
+                CallbackNext::RetryAt(at) => ("pending", at),
+                CallbackNext::GiveUp => ("failed", attempt.at),
+            };
+            tx.prepare_cached("UPDATE callbacks SET state = ?2, attempts = ?3, next_attempt_at = ?4 WHERE id = ?1")?
+                .execute(params![id, state, attempt.attempt, next_at])
+                .map_err(classify)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn callback_status(&self, acs_trans_id: &str) -> StorageResult<Option<CallbackStatus>> {
+        let id = acs_trans_id.to_owned();
+        self.read(move |c| {
+            let Some((cb_id, state)) = c
+                .prepare_cached("SELECT id, state FROM callbacks WHERE acs_trans_id = ?1 ORDER BY id DESC LIMIT 1")?
+                .query_row([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let attempts = c
+                .prepare_cached(
+                    "SELECT attempt, at, http_status, error FROM callback_attempts WHERE callback_id = ?1 ORDER BY attempt",
+                )?
+                .query_map([cb_id], |r| {
+                    Ok(CallbackAttempt { attempt: r.get(0)?, at: r.get(1)?, http_status: r.get(2)?, error: r.get(3)? })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some(CallbackStatus { state, attempts }))
+        })
+        .await
+    }
+
+    async fn append_audit(&self, event: &AuditEvent) -> StorageResult<()> {
+        let e = event.clone();
+        self.write(move |tx| insert_audit(tx, &e).map_err(classify))
+            .await
+    }
+
+    async fn audit_events(&self, filter: &AuditFilter) -> StorageResult<Vec<AuditEvent>> {
+        let f = filter.clone();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT at, kind, actor, card_id, acs_trans_id, challenge_id, device_id, outcome, detail FROM audit_events \
+                 WHERE (?1 IS NULL OR card_id = ?1) AND (?2 IS NULL OR acs_trans_id = ?2) ORDER BY id LIMIT ?3",
+            )?
+            .query_map(params![f.card_id, f.acs_trans_id, f.limit.max(1)], |r| {
+                let detail: String = r.get(8)?;
+                Ok(AuditEvent {
+                    at: r.get(0)?,
+                    kind: r.get(1)?,
+                    actor: r.get(2)?,
+                    card_id: r.get(3)?,
+                    acs_trans_id: r.get(4)?,
+                    challenge_id: r.get(5)?,
+                    device_id: r.get(6)?,
+                    outcome: r.get(7)?,
+                    detail: serde_json::from_str(&detail).map_err(|_| corrupt("audit detail"))?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+}
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
+        classify(e)
+    }
+}
