@@ -233,6 +233,7 @@ pub enum CallbackNext {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CallbackAttempt {
     pub attempt: u32,
     pub at: i64,
@@ -241,6 +242,7 @@ pub struct CallbackAttempt {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CallbackStatus {
     pub state: String,
     pub attempts: Vec<CallbackAttempt>,

@@ -1,0 +1,12 @@
+//! End-to-end suites: the real server on loopback (port 0) over a
+//! temporary SQLite file, driven over real HTTP by the core device client
+//! and by raw requests. One test binary: each extra binary is a slow link.
+
+mod support;
+
+mod authentication;
+mod callbacks;
+mod challenges;
+mod enrolment;
+mod malformed;
+mod restart;

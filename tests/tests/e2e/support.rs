@@ -1,0 +1,393 @@
+//! A whole Countersign server per test, a controllable clock, and helpers
+//! that speak the APIs the way requestors, operators and devices do.
+
+use std::sync::{Arc, Mutex};
+
+use axum::http::HeaderMap;
+use countersign_core::client::DeviceClient;
+use countersign_core::protocol::wire::EnrolmentResponse;
+use countersign_core::protocol::{Platform, RequestAuth, SoftwareKey};
+use countersign_server::clock::{Clock, ManualClock};
+use countersign_server::config::Config;
+use countersign_server::flows::admin::{self, CreatedRequestor};
+use countersign_server::storage::OperatorRole;
+use countersign_server::{App, RunningServer};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// Amex test card numbers (Luhn-valid).
+pub const PAN: &str = "378282246310005";
+pub const OTHER_PAN: &str = "371449635398431";
+
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub clock: ManualClock,
+    pub app: App,
+    pub base: String,
+    pub admin_key: String,
+    pub http: reqwest::Client,
+    server: Option<RunningServer>,
+}
+
+pub fn config(dir: &std::path::Path) -> Config {
+    let mut c = Config::default();
+    c.database.url = format!("sqlite://{}", dir.join("countersign.db").display());
+    c.secrets.master_key_file = dir.join("master.key");
+    c.server.listen = "127.0.0.1:0".parse().unwrap();
+    c.server.body_limit_bytes = 16 * 1024;
+    c.challenge.sweep_interval_ms = 20;
+    c.callbacks.poll_interval_ms = 20;
+    c.callbacks.initial_backoff_ms = 1_000;
+    c.callbacks.max_attempts = 4;
+    c
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the test configuration, changed by `tweak`.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path());
+        tweak(&mut c);
+        let clock = ManualClock::starting_at(countersign_server::clock::SystemClock.now_ms());
+        let (app, server, base) = launch(c, clock.clone()).await;
+        let admin_key = admin::create_operator(&app, "test admin", OperatorRole::Admin, "test")
+            .await
+            .unwrap()
+            .api_key;
+        Self {
+            dir,
+            clock,
+            app,
+            base,
+            admin_key,
+            http: reqwest::Client::new(),
+            server: Some(server),
+        }
+    }
+
+    /// Stops the server and starts a new one on the same database and key.
+    pub async fn restart(&mut self) {
+        let config = self.app.config.clone();
+        self.server.take().unwrap().stop().await;
+        let (app, server, base) = launch(config, self.clock.clone()).await;
+        self.app = app;
+        self.base = base;
+        self.server = Some(server);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// An admin API call; returns status and JSON body.
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(&self.admin_key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn create_requestor(&self, id: &str) -> CreatedRequestor {
+        let (status, body) = self
+            .admin(
+                reqwest::Method::POST,
+                "/v1/admin/requestors",
+                Some(json!({"id": id, "name": format!("{id} shop")})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        serde_json::from_value(body).unwrap()
+    }
+
+    /// Registers a card; returns its id.
+    pub async fn create_card(&self, pan: &str) -> String {
+        let (status, body) = self
+            .admin(
+                reqwest::Method::POST,
+                "/v1/admin/cards",
+                Some(json!({"acctNumber": pan, "email": "taro@example.jp", "language": "ja"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["cardId"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn enrolment_code(&self, card_id: &str) -> String {
+        let (status, body) = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/v1/admin/cards/{card_id}/enrolment-codes"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["code"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends an AReq as `requestor`; returns status and JSON body.
+    pub async fn areq(&self, requestor: &CreatedRequestor, areq: &Value) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(self.url("/v1/authentications"))
+            .bearer_auth(&requestor.api_key)
+            .json(areq)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap())
+    }
+
+    pub async fn status(&self, requestor: &CreatedRequestor, acs_trans_id: &str) -> Value {
+        let resp = self
+            .http
+            .get(self.url(&format!("/v1/authentications/{acs_trans_id}")))
+            .bearer_auth(&requestor.api_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json().await.unwrap()
+    }
+
+    /// A new simulated phone (software key) using the server's clock.
+    pub fn phone(&self) -> Phone {
+        let key = Arc::new(SoftwareKey::generate());
+        let clock = self.clock.clone();
+        let (base, signer) = (self.base.clone(), key.clone());
+        // The blocking client owns a runtime of its own: make and drop it
+        // outside the test's runtime.
+        let client = std::thread::spawn(move || {
+            DeviceClient::new(&base, signer, None)
+                .unwrap()
+                .with_clock(Arc::new(move || clock.now_ms()))
+        })
+        .join()
+        .unwrap();
+        Phone {
+            client: Arc::new(OffRuntime(Some(client))),
+            key,
+            base: self.base.clone(),
+        }
+    }
+
+    /// A card with one phone enrolled on it.
+    pub async fn card_with_phone(&self, pan: &str) -> (String, Phone) {
+        let card = self.create_card(pan).await;
+        let phone = self.phone();
+        phone.enrol(&self.enrolment_code(&card).await).await;
+        (card, phone)
+    }
+}
+
+async fn launch(mut config: Config, clock: ManualClock) -> (App, RunningServer, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    config.server.public_url = Some(base.clone());
+    let app = App::open(config, Arc::new(clock)).unwrap();
+    let server = countersign_server::start(app.clone(), listener).unwrap();
+    (app, server, base)
+}
+
+/// A phone: the core client (blocking, so run off the async workers) and
+/// its key, for the tests that forge requests by hand.
+#[derive(Clone)]
+pub struct Phone {
+    client: Arc<OffRuntime>,
+    pub key: Arc<SoftwareKey>,
+    pub base: String,
+}
+
+/// Drops the blocking client on a plain thread.
+struct OffRuntime(Option<DeviceClient>);
+
+impl Drop for OffRuntime {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            let _ = std::thread::spawn(move || drop(client)).join();
+        }
+    }
+}
+
+impl Phone {
+    /// Runs a client call on the blocking pool.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&DeviceClient) -> R + Send + 'static,
+    ) -> R {
+        let client = self.client.clone();
+        tokio::task::spawn_blocking(move || {
+            f(client.0.as_ref().expect("client present until drop"))
+        })
+        .await
+        .unwrap()
+    }
+
+    pub async fn enrol(&self, code: &str) -> EnrolmentResponse {
+        let code = code.to_owned();
+        self.call(move |c| {
+            c.enrol(
+                &code,
+                Platform::Ios,
+                Some("apns-token-1".into()),
+                true,
+                "Taro's iPhone",
+            )
+        })
+        .await
+        .unwrap()
+    }
+
+    pub fn device_id(&self) -> String {
+        self.client
+            .0
+            .as_ref()
+            .and_then(DeviceClient::device_id)
+            .expect("the phone has enrolled")
+    }
+
+    /// A request signed by hand: `ts` and `nonce` chosen by the test.
+    pub fn signed(
+        &self,
+        http: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+        body: &[u8],
+        ts: i64,
+        nonce: [u8; 16],
+    ) -> reqwest::RequestBuilder {
+        let mut auth = RequestAuth {
+            device_id: self.device_id(),
+            timestamp_ms: ts,
+            nonce: nonce.to_vec(),
+            signature: vec![],
+        };
+        auth.signature = self
+            .key
+            .sign(&auth.message(method.as_str(), path, body).signed_bytes());
+        let mut req = http
+            .request(method, format!("{}{path}", self.base))
+            .body(body.to_vec());
+        for (name, value) in auth.to_headers() {
+            req = req.header(name, value);
+        }
+        req.header("content-type", "application/json")
+    }
+}
+
+/// A browser AReq for `pan` (EUR, exponent 2).
+pub fn areq(requestor_id: &str, pan: &str, amount_minor: u64, notification_url: &str) -> Value {
+    json!({
+        "messageType": "AReq",
+        "messageVersion": "2.2.0",
+        "threeDSServerTransID": uuid::Uuid::new_v4().to_string(),
+        "deviceChannel": "02",
+        "messageCategory": "01",
+        "acctNumber": pan,
+        "cardExpiryDate": "3012",
+        "purchaseAmount": amount_minor.to_string(),
+        "purchaseCurrency": "978",
+        "purchaseExponent": "2",
+        "purchaseDate": chrono::Utc::now().format("%Y%m%d%H%M%S").to_string(),
+        "merchantName": "Nordic Outdoor AB",
+        "mcc": "5941",
+        "merchantCountryCode": "752",
+        "acquirerMerchantID": "MID-000451",
+        "threeDSRequestorID": requestor_id,
+        "threeDSRequestorName": "Nordic Outdoor",
+        "notificationURL": notification_url,
+        "browserAcceptHeader": "text/html",
+        "browserJavaEnabled": false,
+        "browserLanguage": "sv-SE",
+        "browserColorDepth": "24",
+        "browserScreenHeight": "900",
+        "browserScreenWidth": "1440",
+        "browserTZ": "-60",
+        "browserUserAgent": "Mozilla/5.0"
+    })
+}
+
+/// A requestor's result endpoint on loopback: records every POST, and
+/// answers 500 to the first `fail_first` of them.
+pub struct CallbackReceiver {
+    pub url: String,
+    pub received: Arc<Mutex<Vec<(HeaderMap, String)>>>,
+}
+
+impl CallbackReceiver {
+    pub async fn start(fail_first: usize) -> Self {
+        use axum::routing::post;
+        let received: Arc<Mutex<Vec<(HeaderMap, String)>>> = Arc::default();
+        let store = received.clone();
+        let handler = move |headers: HeaderMap, body: String| {
+            let store = store.clone();
+            async move {
+                let mut all = store.lock().unwrap();
+                all.push((headers, body));
+                if all.len() <= fail_first {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    axum::http::StatusCode::OK
+                }
+            }
+        };
+        let router = axum::Router::new().route("/notify", post(handler));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/notify", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        Self { url, received }
+    }
+
+    pub fn bodies(&self) -> Vec<Value> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| serde_json::from_str(b).unwrap())
+            .collect()
+    }
+
+    /// Waits (real time, bounded) until at least `n` callbacks arrived.
+    pub async fn wait_for(&self, n: usize) -> Vec<Value> {
+        for _ in 0..250 {
+            if self.received.lock().unwrap().len() >= n {
+                return self.bodies();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!(
+            "expected {n} callbacks, got {}",
+            self.received.lock().unwrap().len()
+        );
+    }
+}
+
+/// Polls (bounded) until `check` holds.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..250 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
