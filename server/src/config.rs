@@ -369,3 +369,17 @@ mod tests {
         assert!(n.applies(36, 1));
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    /// docs/configuration.md shows the defaults exactly as the code has them.
+    #[test]
+    fn documented_defaults_match_the_code() {
+        let doc = include_str!("../../docs/configuration.md");
+        let defaults = toml::to_string_pretty(&super::Config::default()).unwrap();
+        assert!(
+            doc.contains(&defaults),
+            "docs/configuration.md is out of date; paste `countersign config` into it"
+        );
+    }
+}

@@ -31,6 +31,8 @@ enum Command {
     Serve,
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Print the effective configuration (defaults, file and environment) as TOML.
+    Config,
     /// Merchants and 3DS servers allowed to send AReqs.
     #[command(subcommand)]
     Requestor(RequestorCommand),
@@ -114,6 +116,10 @@ async fn main() {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref(), std::env::vars())?;
     let command = cli.command.unwrap_or(Command::Serve);
+    if matches!(command, Command::Config) {
+        print!("{}", toml::to_string_pretty(&config)?);
+        return Ok(());
+    }
     if matches!(command, Command::Serve) {
         init_logging();
     }
@@ -121,6 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     const CLI: &str = "cli";
     match command {
         Command::Serve => serve(app).await,
+        Command::Config => unreachable!("answered before opening the database"),
         Command::Migrate => {
             println!(
                 "database is at schema version {}",
