@@ -266,6 +266,7 @@ pub async fn decide(
     }
     let outcome = match state {
         ChallengeState::Approved => ChallengeOutcome::Approved,
+        ChallengeState::Cancelled => ChallengeOutcome::Cancelled,
         _ => ChallengeOutcome::Denied,
     };
     Ok(DecisionReceipt {
@@ -311,6 +312,11 @@ impl Ending {
     fn state(&self) -> ChallengeState {
         match self {
             Ending::Approved { .. } => ChallengeState::Approved,
+            // The cardholder made the purchase but called it off.
+            Ending::Denied {
+                reason: DenyReason::Cancelled,
+                ..
+            } => ChallengeState::Cancelled,
             Ending::Denied { .. } | Ending::NumberMismatch { .. } => ChallengeState::Denied,
             Ending::Expired => ChallengeState::Expired,
         }

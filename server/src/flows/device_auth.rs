@@ -38,9 +38,12 @@ pub async fn authenticate(
         ));
     }
     auth.verify(&device.public_key, method, path, body, now)?;
+    // A timestamp is accepted up to one window either side of the clock, so
+    // a request first seen now stays acceptable until `now + 2 × window` (if
+    // it was dated one window ahead): its nonce must be kept that long.
     let fresh = app
         .storage
-        .remember_nonce(&device.id, &auth.nonce, now, now - FRESHNESS_WINDOW_MS)
+        .remember_nonce(&device.id, &auth.nonce, now, now - 2 * FRESHNESS_WINDOW_MS)
         .await?;
     if !fresh {
         return Err(ProtocolError::ReplayedNonce.into());

@@ -42,16 +42,17 @@
 //!
 //! - Fill [`CardHistory`] from storage: `previous_authentications` counts the
 //!   card's earlier purchases that were authenticated (Y);
-//!   `recent_authentications` counts those of them within the velocity window
-//!   (`velocity.window_secs` before now), not this purchase;
-//!   `low_value_since_challenge` is the tally for this purchase's currency.
+//!   `recent_authentications` counts every authentication request on the
+//!   card within the velocity window (`velocity.window_secs` before now),
+//!   whatever its outcome, not this purchase — a burst of attempts is what
+//!   velocity guards against; `low_value_since_challenge` is the tally for
+//!   this purchase's currency since the card's last approved challenge.
 //! - When an assessment grants the low-value exemption
-//!   ([`RiskAssessment::grants_low_value_exemption`]), add the purchase to
-//!   the card's tally for that currency (count + 1, sum + amount).
-//! - When the cardholder completes a challenge (strong customer
-//!   authentication applied), reset the card's low-value tallies to zero.
-//!
-//! The engine does neither: it only reads the tally it is given.
+//!   ([`RiskAssessment::grants_low_value_exemption`]), record it with the
+//!   purchase, so the next tally includes it; an approved challenge (strong
+//!   customer authentication applied) starts the tally afresh. The server
+//!   derives the tally from stored authentications, so both follow from
+//!   the data.
 //!
 //! Amounts are in the currency's minor units as given by `purchaseAmount`
 //! with `purchaseExponent` (5000 = EUR 50.00; JPY has no minor unit, so
@@ -85,8 +86,8 @@ pub struct RiskInput {
 pub struct CardHistory {
     /// All earlier purchases on this card that were authenticated (Y).
     pub previous_authentications: u64,
-    /// Earlier authentications on this card within the velocity window (this
-    /// purchase not included).
+    /// Earlier authentication requests on this card within the velocity
+    /// window, whatever their outcome (this purchase not included).
     pub recent_authentications: u32,
     /// Frictionless low-value exemptions granted in this purchase's currency
     /// since the card's last challenge (this purchase not included).

@@ -307,3 +307,32 @@ async fn futures_join_all<T: Send + 'static>(
     }
     out
 }
+
+#[tokio::test]
+async fn cancelling_ends_the_challenge_cancelled_and_tells_the_requestor() {
+    let s = TestServer::start().await;
+    let shop = s.create_requestor("shop-1").await;
+    let receiver = CallbackReceiver::start(0).await;
+    let (_, phone) = s.card_with_phone(PAN).await;
+    let (_, ares) = s
+        .areq(&shop, &areq("shop-1", PAN, 6_000, &receiver.url))
+        .await;
+    let acs = ares["acsTransID"].as_str().unwrap().to_owned();
+    let view = phone
+        .call(|c| c.pending_challenges())
+        .await
+        .unwrap()
+        .challenges
+        .remove(0);
+    let receipt = phone
+        .call(move |c| c.decide(&view, Decision::Deny(DenyReason::Cancelled), None))
+        .await
+        .unwrap();
+    assert_eq!(receipt.outcome, ChallengeOutcome::Cancelled);
+    let result = s.status(&shop, &acs).await;
+    assert_eq!(result["challenge"]["state"], "cancelled");
+    assert_eq!(result["transStatus"], "N");
+    assert_eq!(result["transStatusReason"], "01");
+    let rreq = &receiver.wait_for(1).await[0];
+    assert_eq!(rreq["challengeCancel"], "01");
+}

@@ -9,4 +9,5 @@ mod callbacks;
 mod challenges;
 mod enrolment;
 mod malformed;
+mod rejections;
 mod restart;

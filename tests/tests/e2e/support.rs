@@ -183,7 +183,45 @@ impl TestServer {
             client: Arc::new(OffRuntime(Some(client))),
             key,
             base: self.base.clone(),
+            clock: self.clock.clone(),
         }
+    }
+
+    /// The server clock's time (ms), which the phones share.
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The pushes the outbox recorded for one device, newest first.
+    pub async fn pushes(&self, device_id: &str) -> Vec<Value> {
+        let (status, body) = self
+            .admin(
+                reqwest::Method::GET,
+                &format!("/v1/admin/pushes?deviceId={device_id}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body.as_array().unwrap().clone()
+    }
+
+    /// A challenge AReq (60.00 EUR: above the low-value exemption, below
+    /// number matching); returns the acsTransID.
+    pub async fn challenge(&self, requestor: &CreatedRequestor, pan: &str, notify: &str) -> String {
+        let (status, ares) = self
+            .areq(requestor, &areq(&requestor.id, pan, 6_000, notify))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{ares}");
+        assert_eq!(ares["transStatus"], "C", "{ares}");
+        ares["acsTransID"].as_str().unwrap().to_owned()
+    }
+
+    /// The state of the challenge behind an authentication.
+    pub async fn challenge_state(&self, requestor: &CreatedRequestor, acs: &str) -> String {
+        self.status(requestor, acs).await["challenge"]["state"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// A card with one phone enrolled on it.
@@ -211,6 +249,7 @@ pub struct Phone {
     client: Arc<OffRuntime>,
     pub key: Arc<SoftwareKey>,
     pub base: String,
+    clock: ManualClock,
 }
 
 /// Drops the blocking client on a plain thread.
@@ -239,18 +278,49 @@ impl Phone {
     }
 
     pub async fn enrol(&self, code: &str) -> EnrolmentResponse {
-        let code = code.to_owned();
+        self.enrol_with(code, Some("apns-token-1"), true).await
+    }
+
+    /// Enrols with the push token and notification permission given.
+    pub async fn enrol_with(
+        &self,
+        code: &str,
+        push_token: Option<&str>,
+        notifications_enabled: bool,
+    ) -> EnrolmentResponse {
+        let (code, token) = (code.to_owned(), push_token.map(str::to_owned));
         self.call(move |c| {
             c.enrol(
                 &code,
                 Platform::Ios,
-                Some("apns-token-1".into()),
-                true,
+                token,
+                notifications_enabled,
                 "Taro's iPhone",
             )
         })
         .await
         .unwrap()
+    }
+
+    /// The same phone (key and device id) talking to a server at `base`,
+    /// as after a restart on another port.
+    pub fn reconnect(&self, base: &str) -> Phone {
+        let (base, key, clock) = (base.to_owned(), self.key.clone(), self.clock.clone());
+        let device_id = self.device_id();
+        let (b, signer, c) = (base.clone(), key.clone(), clock.clone());
+        let client = std::thread::spawn(move || {
+            DeviceClient::new(&b, signer, Some(device_id))
+                .unwrap()
+                .with_clock(Arc::new(move || c.now_ms()))
+        })
+        .join()
+        .unwrap();
+        Phone {
+            client: Arc::new(OffRuntime(Some(client))),
+            key,
+            base,
+            clock,
+        }
     }
 
     pub fn device_id(&self) -> String {
@@ -271,8 +341,24 @@ impl Phone {
         ts: i64,
         nonce: [u8; 16],
     ) -> reqwest::RequestBuilder {
+        self.signed_as(&self.device_id(), http, method, path, body, ts, nonce)
+    }
+
+    /// As [`Phone::signed`], signed by this phone's key but naming
+    /// `device_id` (an unknown or revoked one).
+    #[allow(clippy::too_many_arguments)]
+    pub fn signed_as(
+        &self,
+        device_id: &str,
+        http: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+        body: &[u8],
+        ts: i64,
+        nonce: [u8; 16],
+    ) -> reqwest::RequestBuilder {
         let mut auth = RequestAuth {
-            device_id: self.device_id(),
+            device_id: device_id.to_owned(),
             timestamp_ms: ts,
             nonce: nonce.to_vec(),
             signature: vec![],
@@ -288,6 +374,26 @@ impl Phone {
         }
         req.header("content-type", "application/json")
     }
+}
+
+/// A fresh random request nonce.
+pub fn nonce() -> [u8; 16] {
+    uuid::Uuid::new_v4().into_bytes()
+}
+
+/// Sends a request; returns status and JSON body (`Null` if not JSON).
+pub async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Asserts a device/admin API refusal: status and `error.code`.
+#[track_caller]
+pub fn assert_refused(got: &(StatusCode, Value), status: StatusCode, code: &str) {
+    assert_eq!(got.0, status, "{}", got.1);
+    assert_eq!(got.1["error"]["code"], code, "{}", got.1);
+    assert!(got.1["error"]["message"].is_string(), "{}", got.1);
 }
 
 /// A browser AReq for `pan` (EUR, exponent 2).

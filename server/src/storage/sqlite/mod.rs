@@ -56,6 +56,21 @@ impl SqliteStorage {
         self.pool.run(move |conn| f(conn).map_err(classify)).await
     }
 
+    /// The row `sql` finds for `key`, if any.
+    async fn one<T, K>(
+        &self,
+        sql: String,
+        key: K,
+        map: fn(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> StorageResult<Option<T>>
+    where
+        T: Send + 'static,
+        K: rusqlite::ToSql + Send + 'static,
+    {
+        self.read(move |c| c.prepare_cached(&sql)?.query_row([key], map).optional())
+            .await
+    }
+
     /// Runs `f` in a write transaction begun IMMEDIATE, so it takes the
     /// write lock up front (waiting on the busy timeout) instead of failing
     /// with SQLITE_BUSY when a read upgrades to a write.
@@ -66,11 +81,9 @@ impl SqliteStorage {
     {
         self.pool
             .run(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(classify)?;
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let result = f(&tx)?;
-                tx.commit().map_err(classify)?;
+                tx.commit()?;
                 Ok(result)
             })
             .await
@@ -104,6 +117,22 @@ fn corrupt(what: &str) -> rusqlite::Error {
         rusqlite::types::Type::Text,
         what.to_owned().into(),
     )
+}
+
+fn requestor_from(r: &Row<'_>) -> rusqlite::Result<Requestor> {
+    Ok(Requestor {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        callback_secret: r.get(2)?,
+    })
+}
+
+/// `cols` with each column qualified by a table alias, for joins.
+fn qualified(cols: &str, alias: &str) -> String {
+    cols.split(',')
+        .map(|col| format!("{alias}.{}", col.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 const CARD_COLUMNS: &str = "id, pan_last4, language, email, phone, blocked_at, created_at";
@@ -234,36 +263,20 @@ impl Storage for SqliteStorage {
     }
 
     async fn requestor_by_key(&self, api_key_hash: &[u8]) -> StorageResult<Option<Requestor>> {
-        let hash = api_key_hash.to_vec();
-        self.read(move |c| {
-            c.prepare_cached(
-                "SELECT id, name, callback_secret FROM requestors WHERE api_key_hash = ?1",
-            )?
-            .query_row([hash], |r| {
-                Ok(Requestor {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    callback_secret: r.get(2)?,
-                })
-            })
-            .optional()
-        })
+        self.one(
+            "SELECT id, name, callback_secret FROM requestors WHERE api_key_hash = ?1".into(),
+            api_key_hash.to_vec(),
+            requestor_from,
+        )
         .await
     }
 
     async fn requestor(&self, id: &str) -> StorageResult<Option<Requestor>> {
-        let id = id.to_owned();
-        self.read(move |c| {
-            c.prepare_cached("SELECT id, name, callback_secret FROM requestors WHERE id = ?1")?
-                .query_row([id], |r| {
-                    Ok(Requestor {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        callback_secret: r.get(2)?,
-                    })
-                })
-                .optional()
-        })
+        self.one(
+            "SELECT id, name, callback_secret FROM requestors WHERE id = ?1".into(),
+            id.to_owned(),
+            requestor_from,
+        )
         .await
     }
 
@@ -318,24 +331,20 @@ impl Storage for SqliteStorage {
     }
 
     async fn card(&self, id: &str) -> StorageResult<Option<Card>> {
-        let id = id.to_owned();
-        self.read(move |c| {
-            c.prepare_cached(&format!("SELECT {CARD_COLUMNS} FROM cards WHERE id = ?1"))?
-                .query_row([id], card_from)
-                .optional()
-        })
+        self.one(
+            format!("SELECT {CARD_COLUMNS} FROM cards WHERE id = ?1"),
+            id.to_owned(),
+            card_from,
+        )
         .await
     }
 
     async fn card_by_pan_hash(&self, pan_hash: &[u8]) -> StorageResult<Option<Card>> {
-        let hash = pan_hash.to_vec();
-        self.read(move |c| {
-            c.prepare_cached(&format!(
-                "SELECT {CARD_COLUMNS} FROM cards WHERE pan_hash = ?1"
-            ))?
-            .query_row([hash], card_from)
-            .optional()
-        })
+        self.one(
+            format!("SELECT {CARD_COLUMNS} FROM cards WHERE pan_hash = ?1"),
+            pan_hash.to_vec(),
+            card_from,
+        )
         .await
     }
 
@@ -438,8 +447,7 @@ impl Storage for SqliteStorage {
                     params![lookup, now],
                     |r| r.get(0),
                 )
-                .optional()
-                .map_err(classify)?;
+                .optional()?;
             let card_id = card_id.ok_or(StorageError::Conflict("enrolment code"))?;
             let existing = tx
                 .query_row(
@@ -447,8 +455,7 @@ impl Storage for SqliteStorage {
                     [&device.public_key],
                     device_from,
                 )
-                .optional()
-                .map_err(classify)?;
+                .optional()?;
             let stored = match existing {
                 Some(d) if d.revoked_at.is_some() => return Err(StorageError::Conflict("revoked device key")),
                 Some(d) => {
@@ -456,8 +463,7 @@ impl Storage for SqliteStorage {
                         "UPDATE devices SET push_token = ?2, notifications_enabled = ?3, display_name = ?4, updated_at = ?5 \
                          WHERE id = ?1",
                         params![d.id, device.push_token, device.notifications_enabled, device.display_name, now],
-                    )
-                    .map_err(classify)?;
+                    )?;
                     Device {
                         push_token: device.push_token.clone(),
                         notifications_enabled: device.notifications_enabled,
@@ -471,34 +477,28 @@ impl Storage for SqliteStorage {
                         "INSERT INTO devices (id, public_key, platform, display_name, push_token, notifications_enabled, \
                          created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
                         params![d.id, d.public_key, d.platform, d.display_name, d.push_token, d.notifications_enabled, now],
-                    )
-                    .map_err(classify)?;
+                    )?;
                     device.clone()
                 }
             };
-            tx.execute("UPDATE enrolment_codes SET device_id = ?2 WHERE lookup = ?1", params![lookup, stored.id])
-                .map_err(classify)?;
+            tx.execute("UPDATE enrolment_codes SET device_id = ?2 WHERE lookup = ?1", params![lookup, stored.id])?;
             tx.execute(
                 "INSERT OR IGNORE INTO device_cards (device_id, card_id, enrolled_at) VALUES (?1, ?2, ?3)",
                 params![stored.id, card_id, now],
-            )
-            .map_err(classify)?;
+            )?;
             let audit = AuditEvent { device_id: Some(stored.id.clone()), card_id: Some(card_id), ..audit };
-            insert_audit(tx, &audit).map_err(classify)?;
+            insert_audit(tx, &audit)?;
             Ok(stored)
         })
         .await
     }
 
     async fn device(&self, id: &str) -> StorageResult<Option<Device>> {
-        let id = id.to_owned();
-        self.read(move |c| {
-            c.prepare_cached(&format!(
-                "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"
-            ))?
-            .query_row([id], device_from)
-            .optional()
-        })
+        self.one(
+            format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
+            id.to_owned(),
+            device_from,
+        )
         .await
     }
 
@@ -507,7 +507,7 @@ impl Storage for SqliteStorage {
         self.read(move |c| {
             let sql = format!(
                 "SELECT {} FROM cards c JOIN device_cards dc ON dc.card_id = c.id WHERE dc.device_id = ?1 ORDER BY dc.enrolled_at",
-                CARD_COLUMNS.split(", ").map(|col| format!("c.{col}")).collect::<Vec<_>>().join(", ")
+                qualified(CARD_COLUMNS, "c")
             );
             c.prepare_cached(&sql)?.query_map([id], card_from)?.collect()
         })
@@ -520,11 +520,7 @@ impl Storage for SqliteStorage {
             let sql = format!(
                 "SELECT {} FROM devices d JOIN device_cards dc ON dc.device_id = d.id \
                  WHERE dc.card_id = ?1 AND d.revoked_at IS NULL ORDER BY dc.enrolled_at",
-                DEVICE_COLUMNS
-                    .split(", ")
-                    .map(|col| format!("d.{col}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                qualified(DEVICE_COLUMNS, "d")
             );
             c.prepare_cached(&sql)?
                 .query_map([id], device_from)?
@@ -556,8 +552,7 @@ impl Storage for SqliteStorage {
             tx.execute(
                 "UPDATE devices SET push_token = ?2, notifications_enabled = ?3, updated_at = ?4 WHERE id = ?1",
                 params![d, t, enabled, now],
-            )
-            .map_err(classify)?;
+            )?;
             Ok(())
         })
         .await
@@ -571,14 +566,12 @@ impl Storage for SqliteStorage {
     ) -> StorageResult<bool> {
         let (d, card, audit) = (device_id.to_owned(), card_id.to_owned(), audit.clone());
         self.write(move |tx| {
-            let removed = tx
-                .execute(
-                    "DELETE FROM device_cards WHERE device_id = ?1 AND card_id = ?2",
-                    [&d, &card],
-                )
-                .map_err(classify)?;
+            let removed = tx.execute(
+                "DELETE FROM device_cards WHERE device_id = ?1 AND card_id = ?2",
+                [&d, &card],
+            )?;
             if removed == 1 {
-                insert_audit(tx, &audit).map_err(classify)?;
+                insert_audit(tx, &audit)?;
             }
             Ok(removed == 1)
         })
@@ -596,10 +589,9 @@ impl Storage for SqliteStorage {
             tx.execute(
                 "UPDATE devices SET revoked_at = ?2, push_token = NULL, updated_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
                 params![d, now],
-            )
-            .map_err(classify)?;
-            tx.execute("DELETE FROM device_cards WHERE device_id = ?1", [&d]).map_err(classify)?;
-            insert_audit(tx, &audit).map_err(classify)?;
+            )?;
+            tx.execute("DELETE FROM device_cards WHERE device_id = ?1", [&d])?;
+            insert_audit(tx, &audit)?;
             Ok(())
         })
         .await
@@ -614,11 +606,10 @@ impl Storage for SqliteStorage {
     ) -> StorageResult<bool> {
         let (d, n) = (device_id.to_owned(), nonce.to_vec());
         self.write(move |tx| {
-            tx.prepare_cached("DELETE FROM device_nonces WHERE seen_at < ?1")?.execute([window_start]).map_err(classify)?;
+            tx.prepare_cached("DELETE FROM device_nonces WHERE seen_at < ?1")?.execute([window_start])?;
             let inserted = tx
                 .prepare_cached("INSERT OR IGNORE INTO device_nonces (device_id, nonce, seen_at) VALUES (?1, ?2, ?3)")?
-                .execute(params![d, n, now])
-                .map_err(classify)?;
+                .execute(params![d, n, now])?;
             Ok(inserted == 1)
         })
         .await
@@ -673,36 +664,29 @@ impl Storage for SqliteStorage {
                     ch.decided_at,
                     ch.decided_by_device,
                     ch.outcome_reason
-                ])
-                .map_err(classify)?;
+                ])?;
             }
-            insert_audit(tx, &new.audit).map_err(classify)?;
+            insert_audit(tx, &new.audit)?;
             Ok(())
         })
         .await
     }
 
     async fn authentication(&self, acs_trans_id: &str) -> StorageResult<Option<Authentication>> {
-        let id = acs_trans_id.to_owned();
-        self.read(move |c| {
-            c.prepare_cached(&format!(
-                "SELECT {AUTHENTICATION_COLUMNS} FROM authentications WHERE acs_trans_id = ?1"
-            ))?
-            .query_row([id], authentication_from)
-            .optional()
-        })
+        self.one(
+            format!("SELECT {AUTHENTICATION_COLUMNS} FROM authentications WHERE acs_trans_id = ?1"),
+            acs_trans_id.to_owned(),
+            authentication_from,
+        )
         .await
     }
 
     async fn challenge(&self, id: &str) -> StorageResult<Option<Challenge>> {
-        let id = id.to_owned();
-        self.read(move |c| {
-            c.prepare_cached(&format!(
-                "SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE id = ?1"
-            ))?
-            .query_row([id], challenge_from)
-            .optional()
-        })
+        self.one(
+            format!("SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE id = ?1"),
+            id.to_owned(),
+            challenge_from,
+        )
         .await
     }
 
@@ -716,7 +700,7 @@ impl Storage for SqliteStorage {
             let sql = format!(
                 "SELECT {} FROM challenges ch JOIN device_cards dc ON dc.card_id = ch.card_id \
                  WHERE dc.device_id = ?1 AND ch.state = 'pending' AND ch.expires_at > ?2 ORDER BY ch.created_at",
-                CHALLENGE_COLUMNS.split(", ").map(|col| format!("ch.{}", col.trim())).collect::<Vec<_>>().join(", ")
+                qualified(CHALLENGE_COLUMNS, "ch")
             );
             c.prepare_cached(&sql)?.query_map(params![id, now], challenge_from)?.collect()
         })
@@ -735,24 +719,21 @@ impl Storage for SqliteStorage {
                     params![end.challenge_id, end.state.as_str(), end.at, end.decided_by_device, end.outcome_reason],
                     |r| r.get(0),
                 )
-                .optional()
-                .map_err(classify)?;
+                .optional()?;
             let Some(acs_trans_id) = acs_trans_id else { return Ok(false) };
             tx.prepare_cached(
                 "UPDATE authentications SET trans_status = ?2, trans_status_reason = ?3, authentication_value = ?4, \
                  eci = ?5, updated_at = ?6 WHERE acs_trans_id = ?1",
             )?
-            .execute(params![acs_trans_id, end.trans_status, end.trans_status_reason, end.authentication_value, end.eci, end.at])
-            .map_err(classify)?;
+            .execute(params![acs_trans_id, end.trans_status, end.trans_status_reason, end.authentication_value, end.eci, end.at])?;
             if let Some(cb) = &end.callback {
                 tx.prepare_cached(
                     "INSERT INTO callbacks (acs_trans_id, requestor_id, url, body, state, next_attempt_at, created_at) \
                      VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)",
                 )?
-                .execute(params![cb.acs_trans_id, cb.requestor_id, cb.url, cb.body, end.at])
-                .map_err(classify)?;
+                .execute(params![cb.acs_trans_id, cb.requestor_id, cb.url, cb.body, end.at])?;
             }
-            insert_audit(tx, &end.audit).map_err(classify)?;
+            insert_audit(tx, &end.audit)?;
             Ok(true)
         })
         .await
@@ -784,8 +765,7 @@ impl Storage for SqliteStorage {
         );
         self.write(move |tx| {
             tx.prepare_cached("INSERT INTO push_outbox (device_id, challenge_id, payload, created_at) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![d, c, p, now])
-                .map_err(classify)?;
+                .execute(params![d, c, p, now])?;
             Ok(())
         })
         .await
@@ -857,16 +837,14 @@ impl Storage for SqliteStorage {
             tx.prepare_cached(
                 "INSERT INTO callback_attempts (callback_id, attempt, at, http_status, error) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![id, attempt.attempt, attempt.at, attempt.http_status, attempt.error])
-            .map_err(classify)?;
+            .execute(params![id, attempt.attempt, attempt.at, attempt.http_status, attempt.error])?;
             let (state, next_at) = match next {
                 CallbackNext::Delivered => ("delivered", attempt.at),
                 CallbackNext::RetryAt(at) => ("pending", at),
                 CallbackNext::GiveUp => ("failed", attempt.at),
             };
             tx.prepare_cached("UPDATE callbacks SET state = ?2, attempts = ?3, next_attempt_at = ?4 WHERE id = ?1")?
-                .execute(params![id, state, attempt.attempt, next_at])
-                .map_err(classify)?;
+                .execute(params![id, state, attempt.attempt, next_at])?;
             Ok(())
         })
         .await
