@@ -19,5 +19,11 @@ cargo fmt --all --check
 echo "== lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== test tools"
+# The real SMTP server (aiosmtpd) the email tests send to.
+COUNTERSIGN_TEST_PYTHON="$(scripts/ensure-python-tools.sh)"
+export COUNTERSIGN_TEST_PYTHON
+
 echo "== tests"
 cargo test --workspace --locked
+

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use countersign_core::protocol::{
-    Decision, DecisionMessage, DenyReason, DeviceRequestMessage, EnrolmentMessage, Platform,
-    ProtocolError, SeenNonces, SoftwareKey, TransactionTerms, check_freshness, verify_signature,
+    Decision, DecisionMessage, DenyReason, DeviceRequestMessage, EnrolmentMessage, Platform, ProtocolError, SeenNonces,
+    SoftwareKey, TransactionTerms, check_freshness, verify_signature,
 };
 use serde::{Deserialize, Serialize};
 
@@ -148,28 +148,14 @@ fn outcome(result: Result<(), ProtocolError>) -> String {
 }
 
 fn load<I: for<'de> Deserialize<'de>>(file: &str) -> VectorFile<I> {
-    let text =
-        std::fs::read_to_string(vectors_dir().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let text = std::fs::read_to_string(vectors_dir().join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
 
-fn check_case<I>(
-    case: &Case<I>,
-    bytes: Vec<u8>,
-    extra: impl FnOnce() -> Result<(), ProtocolError>,
-) {
-    assert_eq!(
-        hex::encode(&bytes),
-        case.signed_bytes,
-        "{}: canonical bytes differ",
-        case.name
-    );
+fn check_case<I>(case: &Case<I>, bytes: Vec<u8>, extra: impl FnOnce() -> Result<(), ProtocolError>) {
+    assert_eq!(hex::encode(&bytes), case.signed_bytes, "{}: canonical bytes differ", case.name);
     let result = extra().and_then(|()| {
-        verify_signature(
-            &hex::decode(&case.public_key).unwrap(),
-            &bytes,
-            &hex::decode(&case.signature).unwrap(),
-        )
+        verify_signature(&hex::decode(&case.public_key).unwrap(), &bytes, &hex::decode(&case.signature).unwrap())
     });
     assert_eq!(outcome(result), case.expect, "{}", case.name);
 }
@@ -210,12 +196,8 @@ fn request_vectors() {
 fn every_required_invalid_case_is_covered() {
     let decision: VectorFile<DecisionInput> = load("decision.json");
     let request: VectorFile<RequestInput> = load("request.json");
-    let names: Vec<&str> = decision
-        .cases
-        .iter()
-        .map(|c| c.name.as_str())
-        .chain(request.cases.iter().map(|c| c.name.as_str()))
-        .collect();
+    let names: Vec<&str> =
+        decision.cases.iter().map(|c| c.name.as_str()).chain(request.cases.iter().map(|c| c.name.as_str())).collect();
     for required in [
         "wrong_key",
         "tampered_amount",
@@ -245,15 +227,9 @@ fn keys() -> Keys {
     };
     if let Ok(text) = std::fs::read_to_string(&path) {
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        return Keys {
-            device: read(&v, "device"),
-            other: read(&v, "other"),
-        };
+        return Keys { device: read(&v, "device"), other: read(&v, "other") };
     }
-    let keys = Keys {
-        device: SoftwareKey::generate(),
-        other: SoftwareKey::generate(),
-    };
+    let keys = Keys { device: SoftwareKey::generate(), other: SoftwareKey::generate() };
     let entry = |k: &SoftwareKey| serde_json::json!({"pkcs8": hex::encode(k.pkcs8()), "publicKey": hex::encode(k.public_key())});
     let v = serde_json::json!({
         "description": "Test-only P-256 keys used to make the vectors. Never use them for anything else.",
@@ -284,15 +260,8 @@ fn case<I: Clone>(
 }
 
 fn write<I: Serialize>(file: &str, description: &str, cases: Vec<Case<I>>) {
-    let v = VectorFile {
-        description: description.into(),
-        cases,
-    };
-    std::fs::write(
-        vectors_dir().join(file),
-        serde_json::to_string_pretty(&v).unwrap() + "\n",
-    )
-    .unwrap();
+    let v = VectorFile { description: description.into(), cases };
+    std::fs::write(vectors_dir().join(file), serde_json::to_string_pretty(&v).unwrap() + "\n").unwrap();
 }
 
 /// Re-signs `bytes` with `domain` in place of the message's own tag.
@@ -325,14 +294,7 @@ fn regenerate() {
     };
     let sign = |k: &SoftwareKey, i: &DecisionInput| k.sign(&i.message().signed_bytes());
     let mut cases = Vec::new();
-    cases.push(case(
-        "approve",
-        "valid",
-        &device,
-        &base,
-        base.message().signed_bytes(),
-        sign(&device, &base),
-    ));
+    cases.push(case("approve", "valid", &device, &base, base.message().signed_bytes(), sign(&device, &base)));
     let jpy = DecisionInput {
         amount_minor: 5400,
         currency: 392,
@@ -349,24 +311,9 @@ fn regenerate() {
         jpy.message().signed_bytes(),
         sign(&device, &jpy),
     ));
-    let deny = DecisionInput {
-        decision: "deny".into(),
-        deny_reason: Some("not_me".into()),
-        ..base.clone()
-    };
-    cases.push(case(
-        "deny_not_me",
-        "valid",
-        &device,
-        &deny,
-        deny.message().signed_bytes(),
-        sign(&device, &deny),
-    ));
-    let cancel = DecisionInput {
-        decision: "deny".into(),
-        deny_reason: Some("cancelled".into()),
-        ..base.clone()
-    };
+    let deny = DecisionInput { decision: "deny".into(), deny_reason: Some("not_me".into()), ..base.clone() };
+    cases.push(case("deny_not_me", "valid", &device, &deny, deny.message().signed_bytes(), sign(&device, &deny)));
+    let cancel = DecisionInput { decision: "deny".into(), deny_reason: Some("cancelled".into()), ..base.clone() };
     cases.push(case(
         "deny_cancelled",
         "valid",
@@ -377,60 +324,18 @@ fn regenerate() {
     ));
 
     let good = sign(&device, &base);
-    cases.push(case(
-        "wrong_key",
-        "bad_signature",
-        &device,
-        &base,
-        base.message().signed_bytes(),
-        sign(&other, &base),
-    ));
+    cases.push(case("wrong_key", "bad_signature", &device, &base, base.message().signed_bytes(), sign(&other, &base)));
     for (name, tampered) in [
-        (
-            "tampered_amount",
-            DecisionInput {
-                amount_minor: 1280000,
-                ..base.clone()
-            },
-        ),
-        (
-            "tampered_merchant",
-            DecisionInput {
-                merchant_name: "Nordic 0utdoor AB".into(),
-                ..base.clone()
-            },
-        ),
-        (
-            "tampered_currency",
-            DecisionInput {
-                currency: 840,
-                ..base.clone()
-            },
-        ),
+        ("tampered_amount", DecisionInput { amount_minor: 1280000, ..base.clone() }),
+        ("tampered_merchant", DecisionInput { merchant_name: "Nordic 0utdoor AB".into(), ..base.clone() }),
+        ("tampered_currency", DecisionInput { currency: 840, ..base.clone() }),
         (
             "tampered_decision",
-            DecisionInput {
-                decision: "deny".into(),
-                deny_reason: Some("cancelled".into()),
-                ..base.clone()
-            },
+            DecisionInput { decision: "deny".into(), deny_reason: Some("cancelled".into()), ..base.clone() },
         ),
-        (
-            "tampered_number_match",
-            DecisionInput {
-                number_match: Some(12),
-                ..base.clone()
-            },
-        ),
+        ("tampered_number_match", DecisionInput { number_match: Some(12), ..base.clone() }),
     ] {
-        cases.push(case(
-            name,
-            "bad_signature",
-            &device,
-            &tampered,
-            tampered.message().signed_bytes(),
-            good.clone(),
-        ));
+        cases.push(case(name, "bad_signature", &device, &tampered, tampered.message().signed_bytes(), good.clone()));
     }
     let request_tagged = with_domain(&base.message().signed_bytes(), "countersign.request.v1");
     cases.push(case(
@@ -470,8 +375,7 @@ fn regenerate() {
         path: "/v1/device/challenges/7f1c2d9e-4b3a-4c5d-8e6f-0a1b2c3d4e5f/decision".into(),
         timestamp: now + 2_000,
         nonce: "b1b2b3b4b5b6b7b8b9babbbcbdbebfc0".into(),
-        body: r#"{"challengeId":"7f1c2d9e-4b3a-4c5d-8e6f-0a1b2c3d4e5f","decision":"approve"}"#
-            .into(),
+        body: r#"{"challengeId":"7f1c2d9e-4b3a-4c5d-8e6f-0a1b2c3d4e5f","decision":"approve"}"#.into(),
         ..get.clone()
     };
     let rsign = |k: &SoftwareKey, i: &RequestInput| k.sign(&i.message().signed_bytes());
@@ -480,22 +384,8 @@ fn regenerate() {
         c
     };
     let mut reqs = vec![
-        with_now(case(
-            "get_pending",
-            "valid",
-            &device,
-            &get,
-            get.message().signed_bytes(),
-            rsign(&device, &get),
-        )),
-        with_now(case(
-            "post_decision",
-            "valid",
-            &device,
-            &post,
-            post.message().signed_bytes(),
-            rsign(&device, &post),
-        )),
+        with_now(case("get_pending", "valid", &device, &get, get.message().signed_bytes(), rsign(&device, &get))),
+        with_now(case("post_decision", "valid", &device, &post, post.message().signed_bytes(), rsign(&device, &post))),
         with_now(case(
             "replayed_nonce",
             "replayed_nonce",
@@ -505,11 +395,8 @@ fn regenerate() {
             rsign(&device, &get),
         )),
     ];
-    let stale = RequestInput {
-        timestamp: now - 300_001,
-        nonce: "c1c2c3c4c5c6c7c8c9cacbcccdcecfd0".into(),
-        ..get.clone()
-    };
+    let stale =
+        RequestInput { timestamp: now - 300_001, nonce: "c1c2c3c4c5c6c7c8c9cacbcccdcecfd0".into(), ..get.clone() };
     reqs.push(with_now(case(
         "stale_timestamp",
         "stale_timestamp",
@@ -518,10 +405,7 @@ fn regenerate() {
         stale.message().signed_bytes(),
         rsign(&device, &stale),
     )));
-    let fresh = |n: &str| RequestInput {
-        nonce: n.into(),
-        ..get.clone()
-    };
+    let fresh = |n: &str| RequestInput { nonce: n.into(), ..get.clone() };
     let wk = fresh("d1d2d3d4d5d6d7d8d9dadbdcdddedfe0");
     reqs.push(with_now(case(
         "wrong_key",
@@ -531,14 +415,8 @@ fn regenerate() {
         wk.message().signed_bytes(),
         rsign(&other, &wk),
     )));
-    let tb = RequestInput {
-        nonce: "e1e2e3e4e5e6e7e8e9eaebecedeeeff0".into(),
-        ..post.clone()
-    };
-    let tampered_body = RequestInput {
-        body: tb.body.replace("approve", "deny"),
-        ..tb.clone()
-    };
+    let tb = RequestInput { nonce: "e1e2e3e4e5e6e7e8e9eaebecedeeeff0".into(), ..post.clone() };
+    let tampered_body = RequestInput { body: tb.body.replace("approve", "deny"), ..tb.clone() };
     reqs.push(with_now(case(
         "tampered_body",
         "bad_signature",
@@ -580,27 +458,10 @@ fn regenerate() {
         signed_at: now,
     };
     let esign = |k: &SoftwareKey, i: &EnrolmentInput| k.sign(&i.message().signed_bytes());
-    let other_code = EnrolmentInput {
-        code: "K7QM-4TZD-9XWQ".into(),
-        ..enrol.clone()
-    };
+    let other_code = EnrolmentInput { code: "K7QM-4TZD-9XWQ".into(), ..enrol.clone() };
     let enrolments = vec![
-        case(
-            "enrol_ios",
-            "valid",
-            &device,
-            &enrol,
-            enrol.message().signed_bytes(),
-            esign(&device, &enrol),
-        ),
-        case(
-            "wrong_key",
-            "bad_signature",
-            &device,
-            &enrol,
-            enrol.message().signed_bytes(),
-            esign(&other, &enrol),
-        ),
+        case("enrol_ios", "valid", &device, &enrol, enrol.message().signed_bytes(), esign(&device, &enrol)),
+        case("wrong_key", "bad_signature", &device, &enrol, enrol.message().signed_bytes(), esign(&other, &enrol)),
         case(
             "tampered_code",
             "bad_signature",

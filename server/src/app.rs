@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::flows::codes::Transport;
 use crate::notifier::{Notifier, OutboxNotifier};
 use crate::secrets::Secrets;
 use crate::storage::Storage;
@@ -20,6 +21,9 @@ pub struct Inner {
     pub secrets: Secrets,
     pub clock: Arc<dyn Clock>,
     pub notifier: Arc<dyn Notifier>,
+    /// How one-time codes leave by email and by SMS.
+    pub email: Transport,
+    pub sms: Transport,
     /// Client for result callbacks to requestors.
     pub http: reqwest::Client,
 }
@@ -35,13 +39,9 @@ impl App {
     /// Opens the database (applying migrations) and the master key.
     pub fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let path = config.sqlite_path()?;
-        let sqlite = SqliteStorage::open(
-            &path,
-            config.database.max_connections,
-            config.database.synchronous,
-            clock.now_ms(),
-        )
-        .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
+        let sqlite =
+            SqliteStorage::open(&path, config.database.max_connections, config.database.synchronous, clock.now_ms())
+                .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
         let storage: Arc<dyn Storage> = Arc::new(sqlite);
         let notifier = Arc::new(OutboxNotifier::new(storage.clone()));
         Self::with_parts(config, storage, clock, notifier)
@@ -55,22 +55,20 @@ impl App {
     ) -> anyhow::Result<Self> {
         let secrets = Secrets::load_or_create(&config.secrets.master_key_file)?;
         let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_millis(
-                config.callbacks.request_timeout_ms,
-            ))
+            .timeout(std::time::Duration::from_millis(config.callbacks.request_timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Self(Arc::new(Inner {
-            config,
-            storage,
-            secrets,
-            clock,
-            notifier,
-            http,
-        })))
+        let email = Transport::for_email(&config.email)?;
+        let sms = Transport::for_sms(&config.sms)?;
+        Ok(Self(Arc::new(Inner { config, storage, secrets, clock, notifier, email, sms, http })))
     }
 
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// Whether any channel records its messages in the development outbox.
+    pub fn uses_message_outbox(&self) -> bool {
+        matches!(self.email, Transport::Outbox) || matches!(self.sms, Transport::Outbox)
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::delivery::{EmailConfig, SmsConfig};
 use crate::risk::RiskConfig;
 use crate::storage::sqlite::Synchronous;
 
@@ -21,6 +22,11 @@ pub struct Config {
     pub challenge: ChallengeConfig,
     pub enrolment: EnrolmentConfig,
     pub callbacks: CallbackConfig,
+    pub codes: CodeConfig,
+    /// How one-time codes are emailed.
+    pub email: EmailConfig,
+    /// How one-time codes are texted.
+    pub sms: SmsConfig,
     pub risk: RiskConfig,
 }
 
@@ -39,11 +45,7 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8480)),
-            public_url: None,
-            body_limit_bytes: 64 * 1024,
-        }
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8480)), public_url: None, body_limit_bytes: 64 * 1024 }
     }
 }
 
@@ -62,11 +64,7 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self {
-            url: "sqlite://./data/countersign.db".into(),
-            max_connections: 4,
-            synchronous: Synchronous::Normal,
-        }
+        Self { url: "sqlite://./data/countersign.db".into(), max_connections: 4, synchronous: Synchronous::Normal }
     }
 }
 
@@ -81,9 +79,7 @@ pub struct SecretsConfig {
 
 impl Default for SecretsConfig {
     fn default() -> Self {
-        Self {
-            master_key_file: PathBuf::from("./data/master.key"),
-        }
+        Self { master_key_file: PathBuf::from("./data/master.key") }
     }
 }
 
@@ -98,10 +94,7 @@ pub struct IssuerConfig {
 
 impl Default for IssuerConfig {
     fn default() -> Self {
-        Self {
-            name: "Countersign Demo Bank".into(),
-            acs_reference_number: "COUNTERSIGN-ACS-1".into(),
-        }
+        Self { name: "Countersign Demo Bank".into(), acs_reference_number: "COUNTERSIGN-ACS-1".into() }
     }
 }
 
@@ -119,11 +112,7 @@ pub struct ChallengeConfig {
 
 impl Default for ChallengeConfig {
     fn default() -> Self {
-        Self {
-            expiry_secs: 300,
-            number_match: NumberMatchConfig::default(),
-            sweep_interval_ms: 1000,
-        }
+        Self { expiry_secs: 300, number_match: NumberMatchConfig::default(), sweep_interval_ms: 1000 }
     }
 }
 
@@ -139,27 +128,14 @@ pub struct NumberMatchConfig {
 
 impl Default for NumberMatchConfig {
     fn default() -> Self {
-        let above = [
-            ("978", 10_000),
-            ("840", 10_000),
-            ("826", 10_000),
-            ("392", 20_000),
-            ("752", 100_000),
-        ];
-        Self {
-            enabled: true,
-            above: above.into_iter().map(|(c, a)| (c.to_owned(), a)).collect(),
-        }
+        let above = [("978", 10_000), ("840", 10_000), ("826", 10_000), ("392", 20_000), ("752", 100_000)];
+        Self { enabled: true, above: above.into_iter().map(|(c, a)| (c.to_owned(), a)).collect() }
     }
 }
 
 impl NumberMatchConfig {
     pub fn applies(&self, currency: u16, amount_minor: u64) -> bool {
-        self.enabled
-            && self
-                .above
-                .get(&format!("{currency:03}"))
-                .is_none_or(|limit| amount_minor > *limit)
+        self.enabled && self.above.get(&format!("{currency:03}")).is_none_or(|limit| amount_minor > *limit)
     }
 }
 
@@ -174,10 +150,7 @@ pub struct EnrolmentConfig {
 
 impl Default for EnrolmentConfig {
     fn default() -> Self {
-        Self {
-            code_ttl_secs: 24 * 3600,
-            max_attempts: 5,
-        }
+        Self { code_ttl_secs: 24 * 3600, max_attempts: 5 }
     }
 }
 
@@ -206,31 +179,61 @@ impl Default for CallbackConfig {
     }
 }
 
+/// The one-time-code fallback (numbers from the SafeKey FAQ).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CodeConfig {
+    /// How long a code is valid from creation. A resend repeats the same
+    /// code and does not extend it.
+    pub validity_secs: u64,
+    /// An unanswered push falls back to a code after this long.
+    pub push_timeout_secs: u64,
+    /// Resends allowed per code.
+    pub max_resends: u32,
+    /// Least time between two sends of a code.
+    pub resend_interval_secs: u64,
+    /// Wrong codes in a row (across purchases) that block the card until
+    /// an operator unblocks it.
+    pub max_failures: u32,
+    /// Attempts to deliver one message before giving up on that channel.
+    pub delivery_max_attempts: u32,
+    /// First retry delay for a failed send; doubles each time.
+    pub delivery_initial_backoff_ms: u64,
+    /// How often due sends are looked for.
+    pub delivery_poll_interval_ms: u64,
+}
+
+impl Default for CodeConfig {
+    fn default() -> Self {
+        Self {
+            validity_secs: 600,
+            push_timeout_secs: 60,
+            max_resends: 3,
+            resend_interval_secs: 30,
+            max_failures: 5,
+            delivery_max_attempts: 5,
+            delivery_initial_backoff_ms: 2000,
+            delivery_poll_interval_ms: 250,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read configuration file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("configuration: {0}")]
     Invalid(String),
 }
 
 impl Config {
     /// Defaults, then the file (if given), then `COUNTERSIGN_*` variables.
-    pub fn load(
-        file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, ConfigError> {
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let mut tree = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?
             }
             None => toml::Table::new(),
         };
@@ -251,14 +254,13 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.risk.validate().map_err(ConfigError::Invalid)?;
         if self.database.max_connections == 0 {
-            return Err(ConfigError::Invalid(
-                "database.max_connections must be at least 1".into(),
-            ));
+            return Err(ConfigError::Invalid("database.max_connections must be at least 1".into()));
+        }
+        if self.codes.validity_secs == 0 || self.codes.max_failures == 0 {
+            return Err(ConfigError::Invalid("codes.validity_secs and codes.max_failures must be at least 1".into()));
         }
         if self.challenge.expiry_secs == 0 {
-            return Err(ConfigError::Invalid(
-                "challenge.expiry_secs must be at least 1".into(),
-            ));
+            return Err(ConfigError::Invalid("challenge.expiry_secs must be at least 1".into()));
         }
         Ok(())
     }
@@ -276,9 +278,7 @@ impl Config {
     pub fn sqlite_path(&self) -> Result<PathBuf, ConfigError> {
         let url = &self.database.url;
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(ConfigError::Invalid(
-                "database.url: PostgreSQL is not supported by this build yet".into(),
-            ));
+            return Err(ConfigError::Invalid("database.url: PostgreSQL is not supported by this build yet".into()));
         }
         Ok(PathBuf::from(url.strip_prefix("sqlite://").unwrap_or(url)))
     }
@@ -296,12 +296,10 @@ fn apply_env(tree: &mut toml::Table, name: &str, value: &str) -> Result<(), Conf
     let (last, parents) = path.split_last().expect("split yields at least one part");
     let mut table = tree;
     for part in parents {
-        let entry = table
-            .entry(part.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        table = entry.as_table_mut().ok_or_else(|| {
-            ConfigError::Invalid(format!("COUNTERSIGN_{name}: `{part}` is not a table"))
-        })?;
+        let entry = table.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry
+            .as_table_mut()
+            .ok_or_else(|| ConfigError::Invalid(format!("COUNTERSIGN_{name}: `{part}` is not a table")))?;
     }
     table.insert(last.clone(), parsed);
     Ok(())
@@ -316,30 +314,17 @@ mod tests {
         let c = Config::load(None, []).unwrap();
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:8480");
         assert_eq!(c.public_url(), "http://127.0.0.1:8480");
-        assert_eq!(
-            c.sqlite_path().unwrap(),
-            PathBuf::from("./data/countersign.db")
-        );
+        assert_eq!(c.sqlite_path().unwrap(), PathBuf::from("./data/countersign.db"));
     }
 
     #[test]
     fn file_then_environment_override() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(
-            &file,
-            "[challenge]\nexpiry_secs = 120\n[issuer]\nname = \"Bank\"\n",
-        )
-        .unwrap();
+        std::fs::write(&file, "[challenge]\nexpiry_secs = 120\n[issuer]\nname = \"Bank\"\n").unwrap();
         let env = [
-            (
-                "COUNTERSIGN_CHALLENGE__EXPIRY_SECS".to_owned(),
-                "90".to_owned(),
-            ),
-            (
-                "COUNTERSIGN_SERVER__PUBLIC_URL".to_owned(),
-                "https://acs.example/".to_owned(),
-            ),
+            ("COUNTERSIGN_CHALLENGE__EXPIRY_SECS".to_owned(), "90".to_owned()),
+            ("COUNTERSIGN_SERVER__PUBLIC_URL".to_owned(), "https://acs.example/".to_owned()),
             ("UNRELATED".to_owned(), "x".to_owned()),
         ];
         let c = Config::load(Some(&file), env).unwrap();
@@ -355,9 +340,7 @@ mod tests {
         std::fs::write(&file, "[challenge]\nexpiry_sec = 120\n").unwrap();
         let err = Config::load(Some(&file), []).unwrap_err().to_string();
         assert!(err.contains("expiry_sec"), "{err}");
-        let err = Config::load(None, [("COUNTERSIGN_SERVER__LISTN".into(), "x".into())])
-            .unwrap_err()
-            .to_string();
+        let err = Config::load(None, [("COUNTERSIGN_SERVER__LISTN".into(), "x".into())]).unwrap_err().to_string();
         assert!(err.contains("listn"), "{err}");
     }
 
@@ -377,9 +360,6 @@ mod doc_tests {
     fn documented_defaults_match_the_code() {
         let doc = include_str!("../../docs/configuration.md");
         let defaults = toml::to_string_pretty(&super::Config::default()).unwrap();
-        assert!(
-            doc.contains(&defaults),
-            "docs/configuration.md is out of date; paste `countersign config` into it"
-        );
+        assert!(doc.contains(&defaults), "docs/configuration.md is out of date; paste `countersign config` into it");
     }
 }

@@ -16,15 +16,23 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: ErrorCode,
     pub message: String,
+    pub attempts_left: Option<u32>,
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
+        Self { status, code, message: message.into(), attempts_left: None, retry_after_secs: None }
+    }
+
+    pub fn with_attempts_left(mut self, left: u32) -> Self {
+        self.attempts_left = Some(left);
+        self
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -32,19 +40,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::NotFound,
-            format!("{what} not found"),
-        )
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, format!("{what} not found"))
     }
 
     pub fn unauthenticated(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Unauthenticated,
-            message,
-        )
+        Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, message)
     }
 
     pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
@@ -63,18 +63,12 @@ impl From<StorageError> for ApiError {
                     "the service is briefly unavailable; retry",
                 )
             }
-            StorageError::Conflict(what) => Self::new(
-                StatusCode::CONFLICT,
-                ErrorCode::BadRequest,
-                format!("{what} already exists"),
-            ),
+            StorageError::Conflict(what) => {
+                Self::new(StatusCode::CONFLICT, ErrorCode::BadRequest, format!("{what} already exists"))
+            }
             StorageError::Corrupt(_) => {
                 tracing::error!(error = %e, "stored data could not be read");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorCode::Internal,
-                    "internal error",
-                )
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "internal error")
             }
         }
     }
@@ -83,14 +77,12 @@ impl From<StorageError> for ApiError {
 impl From<ProtocolError> for ApiError {
     fn from(e: ProtocolError) -> Self {
         let code = match e {
-            ProtocolError::BadSignature
-            | ProtocolError::MalformedSignature
-            | ProtocolError::MalformedPublicKey => ErrorCode::BadSignature,
+            ProtocolError::BadSignature | ProtocolError::MalformedSignature | ProtocolError::MalformedPublicKey => {
+                ErrorCode::BadSignature
+            }
             ProtocolError::StaleTimestamp { .. } => ErrorCode::StaleTimestamp,
             ProtocolError::ReplayedNonce => ErrorCode::ReplayedNonce,
-            ProtocolError::MissingField(_) | ProtocolError::InvalidField { .. } => {
-                ErrorCode::Unauthenticated
-            }
+            ProtocolError::MissingField(_) | ProtocolError::InvalidField { .. } => ErrorCode::Unauthenticated,
         };
         Self::new(StatusCode::UNAUTHORIZED, code, e.to_string())
     }
@@ -102,6 +94,8 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code,
                 message: self.message,
+                attempts_left: self.attempts_left,
+                retry_after_secs: self.retry_after_secs,
             },
         };
         (self.status, Json(body)).into_response()

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod emv;
 pub mod error;
 pub mod flows;
@@ -56,25 +57,24 @@ pub fn start(app: App, listener: TcpListener) -> std::io::Result<RunningServer> 
         let graceful = async move {
             let _ = http_rx.wait_for(|stop| *stop).await;
         };
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(graceful)
-            .await
-        {
+        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(graceful).await {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
     let callbacks = tokio::spawn(flows::callbacks::run_worker(app.clone(), rx.clone()));
-    let sweeper = tokio::spawn(run_expiry_sweeper(app, rx));
-    Ok(RunningServer {
-        addr,
-        shutdown,
-        tasks: vec![server, callbacks, sweeper],
-    })
+    let codes = tokio::spawn(flows::codes::run_delivery_worker(app.clone(), rx.clone()));
+    let sweeper = tokio::spawn(run_sweeper(app, rx));
+    Ok(RunningServer { addr, shutdown, tasks: vec![server, callbacks, codes, sweeper] })
 }
 
-async fn run_expiry_sweeper(app: App, mut shutdown: watch::Receiver<bool>) {
+/// Timers, as a sweep over the database: pushes unanswered past their
+/// deadline fall back to a code; challenges past their expiry end.
+async fn run_sweeper(app: App, mut shutdown: watch::Receiver<bool>) {
     let interval = Duration::from_millis(app.config.challenge.sweep_interval_ms.max(10));
     loop {
+        if let Err(e) = flows::codes::fall_back_unanswered_pushes(&app).await {
+            tracing::warn!(error = %e, "push fallback sweep failed");
+        }
         if let Err(e) = flows::challenges::expire_due(&app).await {
             tracing::warn!(error = %e, "expiry sweep failed");
         }

@@ -12,11 +12,7 @@ use countersign_server::flows::admin::{self, NewCardRequest, NewRequestorRequest
 use countersign_server::storage::OperatorRole;
 
 #[derive(Parser)]
-#[command(
-    name = "countersign",
-    version,
-    about = "Push-approval authentication for card payments"
-)]
+#[command(name = "countersign", version, about = "Push-approval authentication for card payments")]
 struct Cli {
     /// TOML configuration file (every key is optional; see docs/configuration.md).
     #[arg(long, short, global = true, env = "COUNTERSIGN_CONFIG")]
@@ -45,6 +41,11 @@ enum Command {
     /// Enrolment codes a cardholder types into the app.
     #[command(subcommand, name = "enrolment-code")]
     EnrolmentCode(EnrolmentCodeCommand),
+    /// Emails and SMS recorded by the development outbox (they hold codes).
+    Messages {
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
     /// Pushes recorded by the default (outbox) notifier: for development.
     Pushes {
         #[arg(long)]
@@ -94,6 +95,16 @@ enum CardCommand {
     },
     /// Show a card (masked).
     Show { card_id: String },
+    /// Replace a card's contacts (this card only). Omitted = removed.
+    Contacts {
+        card_id: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+    },
+    /// Lift the block that too many wrong codes put on a card.
+    Unblock { card_id: String },
 }
 
 #[derive(Subcommand)]
@@ -129,10 +140,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(app).await,
         Command::Config => unreachable!("answered before opening the database"),
         Command::Migrate => {
-            println!(
-                "database is at schema version {}",
-                countersign_server::storage::sqlite::latest_version()
-            );
+            println!("database is at schema version {}", countersign_server::storage::sqlite::latest_version());
             Ok(())
         }
         Command::Requestor(RequestorCommand::Create { id, name }) => {
@@ -147,57 +155,51 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Operator(OperatorCommand::Create { name, role }) => {
             let role = OperatorRole::parse(&role).expect("clap checked the role");
             let o = admin::create_operator(&app, &name, role, CLI).await?;
-            println!(
-                "operator: {} ({})\napi key:  {}\n(shown once: store it now)",
-                o.id,
-                o.role.as_str(),
-                o.api_key
-            );
+            println!("operator: {} ({})\napi key:  {}\n(shown once: store it now)", o.id, o.role.as_str(), o.api_key);
             Ok(())
         }
-        Command::Card(CardCommand::Create {
-            number,
-            email,
-            phone,
-            language,
-        }) => {
+        Command::Card(CardCommand::Create { number, email, phone, language }) => {
             let acct_number = match number {
                 Some(n) => n,
                 None => {
                     let mut line = String::new();
-                    std::io::stdin()
-                        .read_line(&mut line)
-                        .context("reading the card number from standard input")?;
+                    std::io::stdin().read_line(&mut line).context("reading the card number from standard input")?;
                     line.trim().to_owned()
                 }
             };
-            let card = admin::create_card(
-                &app,
-                NewCardRequest {
-                    acct_number,
-                    language,
-                    email,
-                    phone,
-                },
-                CLI,
-            )
-            .await?;
+            let card = admin::create_card(&app, NewCardRequest { acct_number, language, email, phone }, CLI).await?;
             println!("card: {} ({})", card.card_id, card.masked_pan);
             Ok(())
         }
         Command::Card(CardCommand::Show { card_id }) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&admin::card(&app, &card_id).await?)?
-            );
+            println!("{}", serde_json::to_string_pretty(&admin::card(&app, &card_id).await?)?);
             Ok(())
         }
         Command::EnrolmentCode(EnrolmentCodeCommand::Create { card }) => {
             let code = admin::create_enrolment_code(&app, &card, CLI).await?;
-            let expires = chrono::DateTime::from_timestamp_millis(code.expires_at)
-                .map(|t| t.to_rfc3339())
-                .unwrap_or_default();
+            let expires =
+                chrono::DateTime::from_timestamp_millis(code.expires_at).map(|t| t.to_rfc3339()).unwrap_or_default();
             println!("enrolment code: {}\nexpires:        {expires}", code.code);
+            Ok(())
+        }
+        Command::Card(CardCommand::Contacts { card_id, email, phone }) => {
+            let card = admin::set_contacts(&app, &card_id, admin::Contacts { email, phone }, CLI).await?;
+            println!("{}", serde_json::to_string_pretty(&card)?);
+            Ok(())
+        }
+        Command::Card(CardCommand::Unblock { card_id }) => {
+            let card = admin::unblock_card(&app, &card_id, CLI).await?;
+            println!("card {} ({}) unblocked", card.card_id, card.masked_pan);
+            Ok(())
+        }
+        Command::Messages { limit } => {
+            anyhow::ensure!(
+                app.uses_message_outbox(),
+                "no channel delivers to the message outbox (see [email] and [sms])"
+            );
+            for message in app.storage.outbox_messages(limit).await? {
+                println!("{}", serde_json::to_string(&message)?);
+            }
             Ok(())
         }
         Command::Pushes { device, limit } => {
@@ -211,9 +213,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(app: App) -> anyhow::Result<()> {
     let listen = app.config.server.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let server = countersign_server::start(app.clone(), listener)?;
     tracing::info!(addr = %server.addr, public_url = %app.config.public_url(), "countersign is serving");
     let stopper = server.stopper();
@@ -232,8 +232,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("signal handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -246,8 +246,7 @@ async fn shutdown_signal() {
 /// Readable logs in a terminal, JSON otherwise (`RUST_LOG` filters).
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         builder.init();

@@ -29,12 +29,7 @@ impl From<StorageError> for NotifyError {
 pub trait Notifier: Send + Sync + 'static {
     /// Sends one push to one device. The payload carries only the
     /// challenge id and its expiry, never card or purchase details.
-    async fn notify(
-        &self,
-        device: &Device,
-        payload: &PushPayload,
-        now_ms: i64,
-    ) -> Result<(), NotifyError>;
+    async fn notify(&self, device: &Device, payload: &PushPayload, now_ms: i64) -> Result<(), NotifyError>;
 }
 
 /// The default: records each push in the database's outbox, where the
@@ -51,16 +46,9 @@ impl OutboxNotifier {
 
 #[async_trait]
 impl Notifier for OutboxNotifier {
-    async fn notify(
-        &self,
-        device: &Device,
-        payload: &PushPayload,
-        now_ms: i64,
-    ) -> Result<(), NotifyError> {
+    async fn notify(&self, device: &Device, payload: &PushPayload, now_ms: i64) -> Result<(), NotifyError> {
         let map = serde_json::to_value(payload.to_map()).expect("a string map serialises");
-        self.storage
-            .enqueue_push(&device.id, &payload.challenge_id, &map, now_ms)
-            .await?;
+        self.storage.enqueue_push(&device.id, &payload.challenge_id, &map, now_ms).await?;
         Ok(())
     }
 }

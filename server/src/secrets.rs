@@ -17,6 +17,10 @@ pub enum Purpose {
     ApiKey,
     EnrolmentCode,
     AuthenticationValue,
+    /// Checks a typed one-time code.
+    OneTimeCode,
+    /// Derives a one-time code from its stored salt.
+    OneTimeCodeDerivation,
 }
 
 impl Purpose {
@@ -26,6 +30,8 @@ impl Purpose {
             Purpose::ApiKey => b"countersign/api-key/v1",
             Purpose::EnrolmentCode => b"countersign/enrolment-code/v1",
             Purpose::AuthenticationValue => b"countersign/authentication-value/v1",
+            Purpose::OneTimeCode => b"countersign/one-time-code/v1",
+            Purpose::OneTimeCodeDerivation => b"countersign/one-time-code-derivation/v1",
         }
     }
 }
@@ -35,6 +41,8 @@ pub struct Secrets {
     api_key: hmac::Key,
     enrolment_code: hmac::Key,
     authentication_value: hmac::Key,
+    one_time_code: hmac::Key,
+    one_time_code_derivation: hmac::Key,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -46,10 +54,7 @@ impl std::fmt::Debug for Secrets {
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     #[error("cannot read or create the master key file {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("the master key file {path} must hold exactly 32 bytes (it holds {len})")]
     BadLength { path: String, len: usize },
 }
@@ -59,22 +64,20 @@ impl Secrets {
 
     pub fn from_master_key(master: &[u8; Self::MASTER_KEY_LEN]) -> Self {
         let root = hmac::Key::new(hmac::HMAC_SHA256, master);
-        let derive =
-            |p: Purpose| hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(&root, p.label()).as_ref());
+        let derive = |p: Purpose| hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(&root, p.label()).as_ref());
         Self {
             card_number: derive(Purpose::CardNumber),
             api_key: derive(Purpose::ApiKey),
             enrolment_code: derive(Purpose::EnrolmentCode),
             authentication_value: derive(Purpose::AuthenticationValue),
+            one_time_code: derive(Purpose::OneTimeCode),
+            one_time_code_derivation: derive(Purpose::OneTimeCodeDerivation),
         }
     }
 
     /// Reads the 32-byte master key, creating it (mode 0600) on first start.
     pub fn load_or_create(path: &Path) -> Result<Self, SecretsError> {
-        let io = |source| SecretsError::Io {
-            path: path.display().to_string(),
-            source,
-        };
+        let io = |source| SecretsError::Io { path: path.display().to_string(), source };
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -87,14 +90,10 @@ impl Secrets {
             }
             Err(e) => return Err(io(e)),
         };
-        let master: [u8; Self::MASTER_KEY_LEN] =
-            bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| SecretsError::BadLength {
-                    path: path.display().to_string(),
-                    len: bytes.len(),
-                })?;
+        let master: [u8; Self::MASTER_KEY_LEN] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| SecretsError::BadLength { path: path.display().to_string(), len: bytes.len() })?;
         Ok(Self::from_master_key(&master))
     }
 
@@ -104,6 +103,8 @@ impl Secrets {
             Purpose::ApiKey => &self.api_key,
             Purpose::EnrolmentCode => &self.enrolment_code,
             Purpose::AuthenticationValue => &self.authentication_value,
+            Purpose::OneTimeCode => &self.one_time_code,
+            Purpose::OneTimeCodeDerivation => &self.one_time_code_derivation,
         };
         hmac::sign(key, data).as_ref().to_vec()
     }
@@ -116,9 +117,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
-    SystemRandom::new()
-        .fill(&mut out)
-        .expect("the system random source failed");
+    SystemRandom::new().fill(&mut out).expect("the system random source failed");
     out
 }
 
@@ -150,32 +149,19 @@ mod tests {
     #[test]
     fn purposes_do_not_share_hashes() {
         let s = Secrets::from_master_key(&[7; 32]);
-        assert_ne!(
-            s.keyed_hash(Purpose::CardNumber, b"x"),
-            s.keyed_hash(Purpose::ApiKey, b"x")
-        );
-        assert_eq!(
-            s.keyed_hash(Purpose::CardNumber, b"x"),
-            s.keyed_hash(Purpose::CardNumber, b"x")
-        );
+        assert_ne!(s.keyed_hash(Purpose::CardNumber, b"x"), s.keyed_hash(Purpose::ApiKey, b"x"));
+        assert_eq!(s.keyed_hash(Purpose::CardNumber, b"x"), s.keyed_hash(Purpose::CardNumber, b"x"));
     }
 
     #[test]
     fn master_key_is_created_once_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/server.key");
-        let a = Secrets::load_or_create(&path)
-            .unwrap()
-            .keyed_hash(Purpose::ApiKey, b"k");
-        let b = Secrets::load_or_create(&path)
-            .unwrap()
-            .keyed_hash(Purpose::ApiKey, b"k");
+        let a = Secrets::load_or_create(&path).unwrap().keyed_hash(Purpose::ApiKey, b"k");
+        let b = Secrets::load_or_create(&path).unwrap().keyed_hash(Purpose::ApiKey, b"k");
         assert_eq!(a, b);
         std::fs::write(&path, b"short").unwrap();
-        assert!(matches!(
-            Secrets::load_or_create(&path),
-            Err(SecretsError::BadLength { len: 5, .. })
-        ));
+        assert!(matches!(Secrets::load_or_create(&path), Err(SecretsError::BadLength { len: 5, .. })));
     }
 
     #[test]

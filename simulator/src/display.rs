@@ -10,11 +10,7 @@ pub fn amount(terms: &TransactionTerms) -> String {
     let exponent = usize::from(terms.exponent);
     let digits = format!("{:0>width$}", terms.amount_minor, width = exponent + 1);
     let (units, minor) = digits.split_at(digits.len() - exponent);
-    let number = if minor.is_empty() {
-        units.to_owned()
-    } else {
-        format!("{units}.{minor}")
-    };
+    let number = if minor.is_empty() { units.to_owned() } else { format!("{units}.{minor}") };
     match currency_letters(terms.currency) {
         Some(letters) => format!("{number} {letters} ({:03})", terms.currency),
         None => format!("{number} ({:03})", terms.currency),
@@ -40,11 +36,7 @@ fn currency_letters(numeric: u16) -> Option<&'static str> {
 /// `in 4m 05s` or `expired 12s ago`.
 pub fn relative(at_ms: i64, now_ms: i64) -> String {
     let seconds = at_ms.saturating_sub(now_ms) / 1000;
-    if seconds >= 0 {
-        format!("in {}", span(seconds))
-    } else {
-        format!("expired {} ago", span(-seconds))
-    }
+    if seconds >= 0 { format!("in {}", span(seconds)) } else { format!("expired {} ago", span(-seconds)) }
 }
 
 /// The two largest units of a duration, as a person reads it.
@@ -58,38 +50,20 @@ fn span(seconds: i64) -> String {
 }
 
 pub fn timestamp(at_ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(at_ms).map_or_else(
-        || at_ms.to_string(),
-        |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-    )
+    DateTime::<Utc>::from_timestamp_millis(at_ms)
+        .map_or_else(|| at_ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
 }
 
 /// The pending purchases as aligned columns.
 pub fn table(challenges: &[ChallengeView], now_ms: i64) -> String {
-    let mut rows = vec![[
-        "ID".to_owned(),
-        "MERCHANT".into(),
-        "AMOUNT".into(),
-        "EXPIRES".into(),
-    ]];
+    let mut rows = vec![["ID".to_owned(), "MERCHANT".into(), "AMOUNT".into(), "EXPIRES".into()]];
     rows.extend(challenges.iter().map(|c| {
-        [
-            c.challenge_id.clone(),
-            c.terms.merchant_name.clone(),
-            amount(&c.terms),
-            relative(c.expires_at, now_ms),
-        ]
+        [c.challenge_id.clone(), c.terms.merchant_name.clone(), amount(&c.terms), relative(c.expires_at, now_ms)]
     }));
-    let widths: Vec<usize> = (0..4)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
+    let widths: Vec<usize> = (0..4).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
     rows.iter()
         .map(|row| {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(cell, width)| format!("{cell:<width$}"))
-                .collect();
+            let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
             cells.join("  ").trim_end().to_owned() + "\n"
         })
         .collect()
@@ -99,25 +73,12 @@ pub fn table(challenges: &[ChallengeView], now_ms: i64) -> String {
 pub fn details(view: &ChallengeView, now_ms: i64) -> String {
     let mut lines = vec![
         format!("Purchase      {}", view.challenge_id),
-        format!(
-            "Card          {} ({})",
-            view.card.masked_pan, view.card.issuer_name
-        ),
-        format!(
-            "Merchant      {} (merchant id {})",
-            view.terms.merchant_name, view.terms.merchant_id
-        ),
-        format!(
-            "Requested by  {} ({})",
-            view.requestor_name, view.terms.requestor_id
-        ),
+        format!("Card          {} ({})", view.card.masked_pan, view.card.issuer_name),
+        format!("Merchant      {} (merchant id {})", view.terms.merchant_name, view.terms.merchant_id),
+        format!("Requested by  {} ({})", view.requestor_name, view.terms.requestor_id),
         format!("Amount        {}", amount(&view.terms)),
         format!("Made          {}", timestamp(view.created_at)),
-        format!(
-            "Expires       {} ({})",
-            timestamp(view.expires_at),
-            relative(view.expires_at, now_ms)
-        ),
+        format!("Expires       {} ({})", timestamp(view.expires_at), relative(view.expires_at, now_ms)),
     ];
     if let Some(choices) = &view.number_choices {
         let choices: Vec<String> = choices.iter().map(|n| format!("{n:02}")).collect();

@@ -23,12 +23,7 @@ use serde_json::{Value, json};
 struct Cli {
     /// The device's state file: server URL, device id, enrolled cards and
     /// this device's PRIVATE KEY (keep the file private).
-    #[arg(
-        long,
-        global = true,
-        env = "COUNTERSIGN_DEVICE_STATE",
-        default_value = "./device.json"
-    )]
+    #[arg(long, global = true, env = "COUNTERSIGN_DEVICE_STATE", default_value = "./device.json")]
     state: PathBuf,
     /// Print machine-readable JSON on stdout (and errors as JSON on stderr).
     #[arg(long, global = true)]

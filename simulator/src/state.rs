@@ -50,12 +50,11 @@ impl DeviceState {
             Ok(text) => text,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot read the device state {}", path.display()));
+                return Err(e).with_context(|| format!("cannot read the device state {}", path.display()));
             }
         };
-        let state = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a device state file", path.display()))?;
+        let state =
+            serde_json::from_str(&text).with_context(|| format!("{} is not a device state file", path.display()))?;
         Ok(Some(state))
     }
 
@@ -68,10 +67,7 @@ impl DeviceState {
             )
         })?;
         if state.device_id.is_none() {
-            bail!(
-                "the device in {} has not finished enrolling: run `enrol` again",
-                path.display()
-            );
+            bail!("the device in {} has not finished enrolling: run `enrol` again", path.display());
         }
         Ok(state)
     }
@@ -83,28 +79,20 @@ impl DeviceState {
             .with_context(|| format!("cannot write the device state {}", temporary.display()))?;
         file.write_all(&json)?;
         file.sync_all()?;
-        fs::rename(&temporary, path)
-            .with_context(|| format!("cannot replace the device state {}", path.display()))
+        fs::rename(&temporary, path).with_context(|| format!("cannot replace the device state {}", path.display()))
     }
 
     pub fn remove(path: &Path) -> Result<()> {
-        fs::remove_file(path)
-            .with_context(|| format!("cannot remove the device state {}", path.display()))
+        fs::remove_file(path).with_context(|| format!("cannot remove the device state {}", path.display()))
     }
 
     pub fn key(&self) -> Result<SoftwareKey> {
-        let pkcs8 = STANDARD
-            .decode(self.private_key.trim())
-            .context("the stored private key is not base64")?;
+        let pkcs8 = STANDARD.decode(self.private_key.trim()).context("the stored private key is not base64")?;
         SoftwareKey::from_pkcs8(&pkcs8).context("the stored private key is not a P-256 key")
     }
 
     pub fn client(&self) -> Result<DeviceClient> {
-        Ok(DeviceClient::new(
-            &self.server_url,
-            Arc::new(self.key()?),
-            self.device_id.clone(),
-        )?)
+        Ok(DeviceClient::new(&self.server_url, Arc::new(self.key()?), self.device_id.clone())?)
     }
 
     /// Adds a newly enrolled card, or refreshes one enrolled before.
@@ -123,12 +111,7 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 #[cfg(unix)]
 fn private_file(path: &Path) -> std::io::Result<fs::File> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
+    let file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
     // An older file keeps its mode on open; tighten it in that case too.
     file.set_permissions(fs::Permissions::from_mode(0o600))?;
     Ok(file)
@@ -151,33 +134,23 @@ mod tests {
         let mut state = DeviceState::new("http://localhost:8080".into(), Platform::Ios);
         state.device_id = Some("dev-1".into());
         state.remember_card(EnrolledCard {
-            card_id: "c".into(),
-            masked_pan: "•••• 1".into(),
-            issuer_name: "B".into(),
+            card_id: "c".into(), masked_pan: "•••• 1".into(), issuer_name: "B".into()
         });
         state.save(&path).unwrap();
         let again = DeviceState::load_enrolled(&path).unwrap();
-        assert_eq!(
-            again.key().unwrap().public_key(),
-            state.key().unwrap().public_key()
-        );
+        assert_eq!(again.key().unwrap().public_key(), state.key().unwrap().public_key());
         assert_eq!(again.cards, state.cards);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
     }
 
     #[test]
     fn a_device_that_never_enrolled_is_told_to_enrol() {
         let dir = tempfile::tempdir().unwrap();
-        let message = DeviceState::load_enrolled(&dir.path().join("none.json"))
-            .unwrap_err()
-            .to_string();
+        let message = DeviceState::load_enrolled(&dir.path().join("none.json")).unwrap_err().to_string();
         assert!(message.contains("enrol"), "{message}");
     }
 }

@@ -17,25 +17,14 @@ fn device(state: &std::path::Path, args: &[&str]) -> Result<Value, String> {
         .args(args)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(if out.status.success() {
-        &out.stdout
-    } else {
-        &out.stderr
-    })
-    .into_owned();
-    if out.status.success() {
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-    } else {
-        Err(text)
-    }
+    let text = String::from_utf8_lossy(if out.status.success() { &out.stdout } else { &out.stderr }).into_owned();
+    if out.status.success() { Ok(serde_json::from_str(&text).unwrap_or(Value::Null)) } else { Err(text) }
 }
 
 async fn run_device(state: std::path::PathBuf, args: Vec<String>) -> Result<Value, String> {
-    tokio::task::spawn_blocking(move || {
-        device(&state, &args.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .unwrap()
+    tokio::task::spawn_blocking(move || device(&state, &args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -50,32 +39,18 @@ async fn enrol_list_show_approve() {
     let app = countersign_server::App::open(config, Arc::new(SystemClock)).unwrap();
     let server = countersign_server::start(app.clone(), listener).unwrap();
 
-    let shop = admin::create_requestor(
-        &app,
-        NewRequestorRequest {
-            id: "shop-1".into(),
-            name: "Demo Shop".into(),
-        },
-        "test",
-    )
-    .await
-    .unwrap();
+    let shop =
+        admin::create_requestor(&app, NewRequestorRequest { id: "shop-1".into(), name: "Demo Shop".into() }, "test")
+            .await
+            .unwrap();
     let card = admin::create_card(
         &app,
-        NewCardRequest {
-            acct_number: "378282246310005".into(),
-            language: Some("sv".into()),
-            email: None,
-            phone: None,
-        },
+        NewCardRequest { acct_number: "378282246310005".into(), language: Some("sv".into()), email: None, phone: None },
         "test",
     )
     .await
     .unwrap();
-    let code = admin::create_enrolment_code(&app, &card.card_id, "test")
-        .await
-        .unwrap()
-        .code;
+    let code = admin::create_enrolment_code(&app, &card.card_id, "test").await.unwrap().code;
 
     let state = dir.path().join("device.json");
     let enrolled = run_device(
@@ -117,53 +92,19 @@ async fn enrol_list_show_approve() {
         .await
         .unwrap();
     assert_eq!(ares["transStatus"], "C", "{ares}");
-    let status_url = format!(
-        "{base}/v1/authentications/{}",
-        ares["acsTransID"].as_str().unwrap()
-    );
-    let status: Value = http
-        .get(&status_url)
-        .bearer_auth(&shop.api_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let number = status["challenge"]["numberMatch"]
-        .as_u64()
-        .unwrap()
-        .to_string();
+    let status_url = format!("{base}/v1/authentications/{}", ares["acsTransID"].as_str().unwrap());
+    let status: Value = http.get(&status_url).bearer_auth(&shop.api_key).send().await.unwrap().json().await.unwrap();
+    let number = status["challenge"]["numberMatch"].as_u64().unwrap().to_string();
 
-    let pending = run_device(state.clone(), vec!["pending".into()])
-        .await
-        .unwrap();
-    let id = pending["challenges"][0]["challengeId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let shown = run_device(state.clone(), vec!["show".into(), id.clone()])
-        .await
-        .unwrap();
+    let pending = run_device(state.clone(), vec!["pending".into()]).await.unwrap();
+    let id = pending["challenges"][0]["challengeId"].as_str().unwrap().to_owned();
+    let shown = run_device(state.clone(), vec!["show".into(), id.clone()]).await.unwrap();
     assert_eq!(shown["merchantName"], "Cykelbutiken");
     assert_eq!(shown["amountMinor"], 129_900);
-    let receipt = run_device(
-        state.clone(),
-        vec!["approve".into(), id, "--number".into(), number],
-    )
-    .await
-    .unwrap();
+    let receipt = run_device(state.clone(), vec!["approve".into(), id, "--number".into(), number]).await.unwrap();
     assert_eq!(receipt["outcome"], "approved");
 
-    let status: Value = http
-        .get(&status_url)
-        .bearer_auth(&shop.api_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = http.get(&status_url).bearer_auth(&shop.api_key).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["transStatus"], "Y");
     server.stop().await;
 }

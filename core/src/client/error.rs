@@ -13,11 +13,7 @@ pub enum ClientError {
     Network(String),
     /// The server answered with an error this enum has no better name for.
     #[error("the server refused the request (HTTP {status}, {code:?}): {message}")]
-    ServerRefused {
-        status: u16,
-        code: ErrorCode,
-        message: String,
-    },
+    ServerRefused { status: u16, code: ErrorCode, message: String },
     #[error("the purchase can no longer be approved or denied: it has expired")]
     Expired,
     #[error("the purchase was already approved or denied")]
@@ -46,11 +42,7 @@ impl ClientError {
             ErrorCode::UnknownDevice | ErrorCode::DeviceRevoked | ErrorCode::NotEnrolledForCard => {
                 ClientError::NotEnrolled
             }
-            code => ClientError::ServerRefused {
-                status,
-                code,
-                message: body.error.message,
-            },
+            code => ClientError::ServerRefused { status, code, message: body.error.message },
         }
     }
 }
@@ -61,34 +53,15 @@ mod tests {
     use crate::protocol::wire::ErrorDetail;
 
     fn body(code: ErrorCode) -> ErrorBody {
-        ErrorBody {
-            error: ErrorDetail {
-                code,
-                message: "why".into(),
-            },
-        }
+        ErrorBody { error: ErrorDetail { code, message: "why".into(), attempts_left: None, retry_after_secs: None } }
     }
 
     #[test]
     fn codes_the_app_acts_on_get_their_own_variant() {
-        assert_eq!(
-            ClientError::from_error_body(410, body(ErrorCode::ChallengeExpired)),
-            ClientError::Expired
-        );
-        assert_eq!(
-            ClientError::from_error_body(409, body(ErrorCode::AlreadyDecided)),
-            ClientError::AlreadyDecided
-        );
-        for code in [
-            ErrorCode::UnknownDevice,
-            ErrorCode::DeviceRevoked,
-            ErrorCode::NotEnrolledForCard,
-        ] {
-            assert_eq!(
-                ClientError::from_error_body(403, body(code)),
-                ClientError::NotEnrolled,
-                "{code:?}"
-            );
+        assert_eq!(ClientError::from_error_body(410, body(ErrorCode::ChallengeExpired)), ClientError::Expired);
+        assert_eq!(ClientError::from_error_body(409, body(ErrorCode::AlreadyDecided)), ClientError::AlreadyDecided);
+        for code in [ErrorCode::UnknownDevice, ErrorCode::DeviceRevoked, ErrorCode::NotEnrolledForCard] {
+            assert_eq!(ClientError::from_error_body(403, body(code)), ClientError::NotEnrolled, "{code:?}");
         }
     }
 
@@ -96,24 +69,16 @@ mod tests {
     fn other_codes_keep_status_code_and_message() {
         assert_eq!(
             ClientError::from_error_body(422, body(ErrorCode::AmountMismatch)),
-            ClientError::ServerRefused {
-                status: 422,
-                code: ErrorCode::AmountMismatch,
-                message: "why".into()
-            }
+            ClientError::ServerRefused { status: 422, code: ErrorCode::AmountMismatch, message: "why".into() }
         );
     }
 
     #[test]
     fn a_code_from_a_newer_server_is_still_an_error() {
-        let parsed: ErrorBody =
-            serde_json::from_str(r#"{"error":{"code":"brand_new","message":"later"}}"#).unwrap();
+        let parsed: ErrorBody = serde_json::from_str(r#"{"error":{"code":"brand_new","message":"later"}}"#).unwrap();
         assert!(matches!(
             ClientError::from_error_body(400, parsed),
-            ClientError::ServerRefused {
-                code: ErrorCode::Unknown,
-                ..
-            }
+            ClientError::ServerRefused { code: ErrorCode::Unknown, .. }
         ));
     }
 }

@@ -41,11 +41,7 @@ impl FakeServer {
                 let (stream, _) = listener.accept().unwrap();
                 let mut reader = BufReader::new(stream);
                 let recorded = read_request(&mut reader);
-                let content_type = if body.is_empty() {
-                    ""
-                } else {
-                    "content-type: application/json\r\n"
-                };
+                let content_type = if body.is_empty() { "" } else { "content-type: application/json\r\n" };
                 let answer = format!(
                     "HTTP/1.1 {status} X\r\n{content_type}content-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
@@ -60,9 +56,7 @@ impl FakeServer {
     }
 
     pub fn next_request(&self) -> Recorded {
-        self.requests
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the client sent no request")
+        self.requests.recv_timeout(Duration::from_secs(10)).expect("the client sent no request")
     }
 }
 
@@ -81,15 +75,8 @@ fn read_request(reader: &mut impl BufRead) -> Recorded {
         };
         headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
     }
-    let length = headers
-        .get("content-length")
-        .map_or(0, |v| v.parse().unwrap());
+    let length = headers.get("content-length").map_or(0, |v| v.parse().unwrap());
     let mut body = vec![0; length];
     reader.read_exact(&mut body).unwrap();
-    Recorded {
-        method,
-        target,
-        headers,
-        body,
-    }
+    Recorded { method, target, headers, body }
 }

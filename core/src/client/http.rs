@@ -47,21 +47,14 @@ impl Transport {
             .redirect(Policy::none())
             .build()
             .map_err(|e| ClientError::Network(describe(e)))?;
-        Ok(Self {
-            http,
-            base,
-            rng: SystemRandom::new(),
-        })
+        Ok(Self { http, base, rng: SystemRandom::new() })
     }
 
     /// The URL of a device API path, below any path prefix of the server URL.
     /// Each segment is percent-encoded, so an id cannot change the route.
     pub(crate) fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
-        url.path_segments_mut()
-            .expect("checked to be an http(s) URL")
-            .pop_if_empty()
-            .extend(segments);
+        url.path_segments_mut().expect("checked to be an http(s) URL").pop_if_empty().extend(segments);
         url
     }
 
@@ -84,9 +77,7 @@ impl Transport {
         if !body.is_empty() {
             request = request.header(CONTENT_TYPE, "application/json").body(body);
         }
-        let response = request
-            .send()
-            .map_err(|e| ClientError::Network(describe(e)))?;
+        let response = request.send().map_err(|e| ClientError::Network(describe(e)))?;
         let status = response.status();
         let mut bytes = Vec::new();
         response
@@ -94,18 +85,14 @@ impl Transport {
             .read_to_end(&mut bytes)
             .map_err(|e| ClientError::Network(format!("reading the answer failed: {e}")))?;
         if bytes.len() as u64 > MAX_RESPONSE_BYTES {
-            return Err(ClientError::BadResponse(format!(
-                "answer larger than {MAX_RESPONSE_BYTES} bytes"
-            )));
+            return Err(ClientError::BadResponse(format!("answer larger than {MAX_RESPONSE_BYTES} bytes")));
         }
         interpret(status, bytes)
     }
 
     fn nonce(&self) -> Result<[u8; NONCE_LEN], ClientError> {
         let mut nonce = [0u8; NONCE_LEN];
-        self.rng
-            .fill(&mut nonce)
-            .map_err(|_| ClientError::KeyUnavailable("the system random source failed".into()))?;
+        self.rng.fill(&mut nonce).map_err(|_| ClientError::KeyUnavailable("the system random source failed".into()))?;
         Ok(nonce)
     }
 }
@@ -149,14 +136,10 @@ fn interpret(status: StatusCode, bytes: Vec<u8>) -> Result<Vec<u8>, ClientError>
     if status.is_client_error() || status.is_server_error() {
         return match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(body) => Err(ClientError::from_error_body(status.as_u16(), body)),
-            Err(_) => Err(ClientError::BadResponse(format!(
-                "HTTP {status} without a Countersign error body"
-            ))),
+            Err(_) => Err(ClientError::BadResponse(format!("HTTP {status} without a Countersign error body"))),
         };
     }
-    Err(ClientError::BadResponse(format!(
-        "unexpected HTTP {status}"
-    )))
+    Err(ClientError::BadResponse(format!("unexpected HTTP {status}")))
 }
 
 /// Plain HTTP is accepted only to this machine (local servers, tests): a
@@ -164,19 +147,13 @@ fn interpret(status: StatusCode, bytes: Vec<u8>) -> Result<Vec<u8>, ClientError>
 fn parse_server_url(server_url: &str) -> Result<Url, ClientError> {
     let bad = |why: &str| ClientError::BadPayload(format!("server URL {why}"));
     let url = Url::parse(server_url.trim()).map_err(|e| bad(&format!("is not a URL: {e}")))?;
-    if url.query().is_some()
-        || url.fragment().is_some()
-        || !url.username().is_empty()
-        || url.password().is_some()
-    {
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
         return Err(bad("must not carry credentials, a query or a fragment"));
     }
     match url.scheme() {
         "https" => Ok(url),
         "http" if is_loopback(&url) => Ok(url),
-        "http" => Err(bad(
-            "must use https (plain http is only allowed to localhost)",
-        )),
+        "http" => Err(bad("must use https (plain http is only allowed to localhost)")),
         _ => Err(bad("must be an https URL")),
     }
 }
@@ -186,8 +163,7 @@ fn is_loopback(url: &Url) -> bool {
         return false;
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A reqwest error as one line, with its causes (which name the real

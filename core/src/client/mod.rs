@@ -27,8 +27,8 @@ pub use signer::DeviceSigner;
 use self::http::{Signing, Transport, parse_json};
 use self::signer::CheckedSigner;
 use crate::protocol::wire::{
-    ChallengeView, DecisionReceipt, DecisionRequest, EnrolmentRequest, EnrolmentResponse,
-    PendingChallenges, PushPayload, PushSettings,
+    ChallengeView, DecisionReceipt, DecisionRequest, EnrolmentRequest, EnrolmentResponse, PendingChallenges,
+    PushPayload, PushSettings,
 };
 use crate::protocol::{Decision, DecisionMessage, EnrolmentMessage, Platform};
 
@@ -65,10 +65,7 @@ impl DeviceClient {
 
     /// The id the server gave this device, once enrolled.
     pub fn device_id(&self) -> Option<String> {
-        self.device_id
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.device_id.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Redeems an enrolment code for this device's key and remembers the
@@ -83,18 +80,12 @@ impl DeviceClient {
     ) -> Result<EnrolmentResponse, ClientError> {
         let code = EnrolmentMessage::normalize_code(code);
         if code.is_empty() {
-            return Err(ClientError::BadPayload(
-                "the enrolment code is empty".into(),
-            ));
+            return Err(ClientError::BadPayload("the enrolment code is empty".into()));
         }
         let public_key = self.signer.public_key()?.to_vec();
         let signed_at = self.clock.now_ms();
-        let message = EnrolmentMessage {
-            code: code.clone(),
-            public_key: public_key.clone(),
-            platform,
-            signed_at_ms: signed_at,
-        };
+        let message =
+            EnrolmentMessage { code: code.clone(), public_key: public_key.clone(), platform, signed_at_ms: signed_at };
         let request = EnrolmentRequest {
             code,
             public_key,
@@ -106,23 +97,14 @@ impl DeviceClient {
             proof: self.signer.sign(&message.signed_bytes())?,
         };
         let url = self.transport.url(&["v1", "device", "enrolments"]);
-        let reply = self
-            .transport
-            .send(Method::POST, url, to_json(&request)?, None)?;
+        let reply = self.transport.send(Method::POST, url, to_json(&request)?, None)?;
         let response: EnrolmentResponse = parse_json(&reply, "enrolment response")?;
-        *self
-            .device_id
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(response.device_id.clone());
+        *self.device_id.lock().unwrap_or_else(PoisonError::into_inner) = Some(response.device_id.clone());
         Ok(response)
     }
 
     pub fn set_push_settings(&self, settings: &PushSettings) -> Result<(), ClientError> {
-        self.signed(
-            Method::PUT,
-            &["v1", "device", "push-settings"],
-            to_json(settings)?,
-        )?;
+        self.signed(Method::PUT, &["v1", "device", "push-settings"], to_json(settings)?)?;
         Ok(())
     }
 
@@ -134,16 +116,10 @@ impl DeviceClient {
 
     pub fn challenge(&self, challenge_id: &str) -> Result<ChallengeView, ClientError> {
         check_id(challenge_id, "challenge id")?;
-        let reply = self.signed(
-            Method::GET,
-            &["v1", "device", "challenges", challenge_id],
-            Vec::new(),
-        )?;
+        let reply = self.signed(Method::GET, &["v1", "device", "challenges", challenge_id], Vec::new())?;
         let view: ChallengeView = parse_json(&reply, "challenge")?;
         if view.challenge_id != challenge_id {
-            return Err(ClientError::BadResponse(
-                "the server answered with a different challenge".into(),
-            ));
+            return Err(ClientError::BadResponse("the server answered with a different challenge".into()));
         }
         Ok(view)
     }
@@ -178,13 +154,7 @@ impl DeviceClient {
             number_match,
             signature: self.signer.sign(&message.signed_bytes())?,
         };
-        let path = [
-            "v1",
-            "device",
-            "challenges",
-            view.challenge_id.as_str(),
-            "decision",
-        ];
+        let path = ["v1", "device", "challenges", view.challenge_id.as_str(), "decision"];
         let reply = self.signed(Method::POST, &path, to_json(&request)?)?;
         parse_json(&reply, "decision receipt")
     }
@@ -192,31 +162,21 @@ impl DeviceClient {
     /// Stops this device approving purchases on one card.
     pub fn unenrol_card(&self, card_id: &str) -> Result<(), ClientError> {
         check_id(card_id, "card id")?;
-        self.signed(
-            Method::DELETE,
-            &["v1", "device", "cards", card_id],
-            Vec::new(),
-        )?;
+        self.signed(Method::DELETE, &["v1", "device", "cards", card_id], Vec::new())?;
         Ok(())
     }
 
     /// Removes this device from every card and forgets its id.
     pub fn unenrol_device(&self) -> Result<(), ClientError> {
         self.signed(Method::DELETE, &["v1", "device"], Vec::new())?;
-        *self
-            .device_id
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = None;
+        *self.device_id.lock().unwrap_or_else(PoisonError::into_inner) = None;
         Ok(())
     }
 
     /// Handles the data of a push notification: `Ok(None)` when it is not a
     /// Countersign challenge, otherwise the purchase, fetched over the
     /// signed channel (the push itself carries no purchase details).
-    pub fn handle_push(
-        &self,
-        data: &HashMap<String, String>,
-    ) -> Result<Option<ChallengeView>, ClientError> {
+    pub fn handle_push(&self, data: &HashMap<String, String>) -> Result<Option<ChallengeView>, ClientError> {
         match PushPayload::from_map(data) {
             None => Ok(None),
             Some(push) => self.challenge(&push.challenge_id).map(Some),
@@ -225,13 +185,8 @@ impl DeviceClient {
 
     fn signed(&self, method: Method, path: &[&str], body: Vec<u8>) -> Result<Vec<u8>, ClientError> {
         let device_id = self.require_device_id()?;
-        let signing = Signing {
-            signer: &self.signer,
-            device_id: &device_id,
-            now_ms: self.clock.now_ms(),
-        };
-        self.transport
-            .send(method, self.transport.url(path), body, Some(signing))
+        let signing = Signing { signer: &self.signer, device_id: &device_id, now_ms: self.clock.now_ms() };
+        self.transport.send(method, self.transport.url(path), body, Some(signing))
     }
 
     fn require_device_id(&self) -> Result<String, ClientError> {
@@ -242,9 +197,7 @@ impl DeviceClient {
 /// Ids are opaque, but an empty or dot segment would address another route.
 fn check_id(id: &str, what: &str) -> Result<(), ClientError> {
     if id.is_empty() || id.len() > 64 || id == "." || id == ".." {
-        return Err(ClientError::BadPayload(format!(
-            "{what} must be 1 to 64 characters"
-        )));
+        return Err(ClientError::BadPayload(format!("{what} must be 1 to 64 characters")));
     }
     Ok(())
 }

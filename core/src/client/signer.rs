@@ -37,10 +37,7 @@ pub(crate) struct CheckedSigner {
 
 impl CheckedSigner {
     pub(crate) fn new(inner: Arc<dyn DeviceSigner>) -> Self {
-        Self {
-            inner,
-            public_key: OnceLock::new(),
-        }
+        Self { inner, public_key: OnceLock::new() }
     }
 
     pub(crate) fn public_key(&self) -> Result<&[u8], ClientError> {
@@ -55,9 +52,8 @@ impl CheckedSigner {
     pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, ClientError> {
         let public_key = self.public_key()?;
         let signature = self.inner.sign(message)?;
-        verify_signature(public_key, message, &signature).map_err(|e| {
-            ClientError::KeyUnavailable(format!("the key store's signature is unusable: {e}"))
-        })?;
+        verify_signature(public_key, message, &signature)
+            .map_err(|e| ClientError::KeyUnavailable(format!("the key store's signature is unusable: {e}")))?;
         Ok(signature)
     }
 }
@@ -99,18 +95,12 @@ mod tests {
     #[test]
     fn a_non_der_signature_is_refused_before_sending() {
         let signer = CheckedSigner::new(Arc::new(RawSignatures(SoftwareKey::generate())));
-        assert!(matches!(
-            signer.sign(b"m"),
-            Err(ClientError::KeyUnavailable(_))
-        ));
+        assert!(matches!(signer.sign(b"m"), Err(ClientError::KeyUnavailable(_))));
     }
 
     #[test]
     fn a_compressed_public_key_is_refused() {
         let signer = CheckedSigner::new(Arc::new(Compressed));
-        assert!(matches!(
-            signer.sign(b"m"),
-            Err(ClientError::KeyUnavailable(_))
-        ));
+        assert!(matches!(signer.sign(b"m"), Err(ClientError::KeyUnavailable(_))));
     }
 }

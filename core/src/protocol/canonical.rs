@@ -18,9 +18,7 @@ pub struct CanonicalWriter {
 impl CanonicalWriter {
     /// Starts a message with its domain tag: one length byte, then ASCII.
     pub fn new(domain: &str) -> Self {
-        let mut writer = Self {
-            bytes: Vec::with_capacity(256),
-        };
+        let mut writer = Self { bytes: Vec::with_capacity(256) };
         let tag = domain.as_bytes();
         debug_assert!(tag.len() <= u8::MAX as usize && domain.is_ascii());
         writer.bytes.push(tag.len() as u8);

@@ -17,8 +17,5 @@ pub enum ProtocolError {
     #[error("missing {0}")]
     MissingField(&'static str),
     #[error("invalid {field}: {reason}")]
-    InvalidField {
-        field: &'static str,
-        reason: &'static str,
-    },
+    InvalidField { field: &'static str, reason: &'static str },
 }

@@ -32,11 +32,7 @@ impl PublicKey {
 }
 
 /// Verifies a DER ECDSA P-256/SHA-256 signature over `message`.
-pub fn verify_signature(
-    public_key: &[u8],
-    message: &[u8],
-    der_signature: &[u8],
-) -> Result<(), ProtocolError> {
+pub fn verify_signature(public_key: &[u8], message: &[u8], der_signature: &[u8]) -> Result<(), ProtocolError> {
     PublicKey::from_sec1(public_key)?;
     check_der_shape(der_signature)?;
     UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, public_key)
@@ -79,9 +75,7 @@ pub struct SoftwareKey {
 
 impl std::fmt::Debug for SoftwareKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SoftwareKey")
-            .field("public_key", &hex::encode(self.public_key()))
-            .finish_non_exhaustive()
+        f.debug_struct("SoftwareKey").field("public_key", &hex::encode(self.public_key())).finish_non_exhaustive()
     }
 }
 
@@ -95,17 +89,9 @@ impl SoftwareKey {
 
     pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, ProtocolError> {
         let rng = SystemRandom::new();
-        let pair =
-            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8, &rng)
-                .map_err(|_| ProtocolError::InvalidField {
-                    field: "private key",
-                    reason: "not a P-256 PKCS#8 key",
-                })?;
-        Ok(Self {
-            pair,
-            pkcs8: pkcs8.to_vec(),
-            rng,
-        })
+        let pair = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8, &rng)
+            .map_err(|_| ProtocolError::InvalidField { field: "private key", reason: "not a P-256 PKCS#8 key" })?;
+        Ok(Self { pair, pkcs8: pkcs8.to_vec(), rng })
     }
 
     /// The private key as PKCS#8 DER, for storing it. Treat as a secret.
@@ -118,11 +104,7 @@ impl SoftwareKey {
     }
 
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
-        self.pair
-            .sign(&self.rng, message)
-            .expect("ECDSA signing failed")
-            .as_ref()
-            .to_vec()
+        self.pair.sign(&self.rng, message).expect("ECDSA signing failed").as_ref().to_vec()
     }
 }
 
@@ -135,10 +117,7 @@ mod tests {
         let key = SoftwareKey::generate();
         let sig = key.sign(b"hello");
         assert_eq!(verify_signature(&key.public_key(), b"hello", &sig), Ok(()));
-        assert_eq!(
-            verify_signature(&key.public_key(), b"hellp", &sig),
-            Err(ProtocolError::BadSignature)
-        );
+        assert_eq!(verify_signature(&key.public_key(), b"hellp", &sig), Err(ProtocolError::BadSignature));
     }
 
     #[test]
@@ -159,14 +138,8 @@ mod tests {
         let key = SoftwareKey::generate();
         let mut compressed = key.public_key()[..33].to_vec();
         compressed[0] = 0x02;
-        assert_eq!(
-            PublicKey::from_sec1(&compressed),
-            Err(ProtocolError::MalformedPublicKey)
-        );
-        assert_eq!(
-            PublicKey::from_sec1(&[]),
-            Err(ProtocolError::MalformedPublicKey)
-        );
+        assert_eq!(PublicKey::from_sec1(&compressed), Err(ProtocolError::MalformedPublicKey));
+        assert_eq!(PublicKey::from_sec1(&[]), Err(ProtocolError::MalformedPublicKey));
     }
 
     #[test]
@@ -175,10 +148,7 @@ mod tests {
         let sig = key.sign(b"m");
         let mut bogus = key.public_key();
         bogus[64] ^= 1;
-        assert_eq!(
-            verify_signature(&bogus, b"m", &sig),
-            Err(ProtocolError::BadSignature)
-        );
+        assert_eq!(verify_signature(&bogus, b"m", &sig), Err(ProtocolError::BadSignature));
     }
 
     #[test]

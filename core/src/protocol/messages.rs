@@ -32,10 +32,7 @@ impl std::str::FromStr for Platform {
         match s {
             "ios" => Ok(Platform::Ios),
             "android" => Ok(Platform::Android),
-            _ => Err(ProtocolError::InvalidField {
-                field: "platform",
-                reason: "must be ios or android",
-            }),
+            _ => Err(ProtocolError::InvalidField { field: "platform", reason: "must be ios or android" }),
         }
     }
 }
@@ -57,11 +54,7 @@ impl EnrolmentMessage {
     /// Upper case without spaces or dashes: what the cardholder typed,
     /// reduced to the form that is signed and looked up.
     pub fn normalize_code(typed: &str) -> String {
-        typed
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != '-')
-            .map(|c| c.to_ascii_uppercase())
-            .collect()
+        typed.chars().filter(|c| !c.is_whitespace() && *c != '-').map(|c| c.to_ascii_uppercase()).collect()
     }
 
     pub fn signed_bytes(&self) -> Vec<u8> {
@@ -89,14 +82,7 @@ pub struct DeviceRequestMessage {
 }
 
 impl DeviceRequestMessage {
-    pub fn new(
-        method: &str,
-        path: &str,
-        device_id: &str,
-        timestamp_ms: i64,
-        nonce: &[u8],
-        body: &[u8],
-    ) -> Self {
+    pub fn new(method: &str, path: &str, device_id: &str, timestamp_ms: i64, nonce: &[u8], body: &[u8]) -> Self {
         Self {
             method: method.to_ascii_uppercase(),
             path: path.to_owned(),
@@ -259,9 +245,6 @@ mod tests {
     fn request_body_digest_of_empty_body_is_sha256_of_nothing() {
         let m = DeviceRequestMessage::new("get", "/x", "d", 0, &[1; 16], b"");
         assert_eq!(m.method, "GET");
-        assert_eq!(
-            hex::encode(m.body_sha256),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(hex::encode(m.body_sha256), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 }

@@ -31,38 +31,22 @@ pub struct RequestAuth {
 
 impl RequestAuth {
     /// Reads the four headers, given a lookup by lower-case header name.
-    pub fn from_headers<'a>(
-        header: impl Fn(&str) -> Option<&'a str>,
-    ) -> Result<Self, ProtocolError> {
+    pub fn from_headers<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Result<Self, ProtocolError> {
         let get = |name: &'static str| header(name).ok_or(ProtocolError::MissingField(name));
         let device_id = get(HEADER_DEVICE)?.to_owned();
         if device_id.is_empty() || device_id.len() > 64 {
-            return Err(ProtocolError::InvalidField {
-                field: HEADER_DEVICE,
-                reason: "must be 1 to 64 characters",
-            });
+            return Err(ProtocolError::InvalidField { field: HEADER_DEVICE, reason: "must be 1 to 64 characters" });
         }
-        let timestamp_ms =
-            get(HEADER_TIMESTAMP)?
-                .parse()
-                .map_err(|_| ProtocolError::InvalidField {
-                    field: HEADER_TIMESTAMP,
-                    reason: "must be milliseconds since the epoch",
-                })?;
+        let timestamp_ms = get(HEADER_TIMESTAMP)?.parse().map_err(|_| ProtocolError::InvalidField {
+            field: HEADER_TIMESTAMP,
+            reason: "must be milliseconds since the epoch",
+        })?;
         let nonce = decode_b64(get(HEADER_NONCE)?, HEADER_NONCE)?;
         if nonce.len() != NONCE_LEN {
-            return Err(ProtocolError::InvalidField {
-                field: HEADER_NONCE,
-                reason: "must be 16 bytes",
-            });
+            return Err(ProtocolError::InvalidField { field: HEADER_NONCE, reason: "must be 16 bytes" });
         }
         let signature = decode_b64(get(HEADER_SIGNATURE)?, HEADER_SIGNATURE)?;
-        Ok(Self {
-            device_id,
-            timestamp_ms,
-            nonce,
-            signature,
-        })
+        Ok(Self { device_id, timestamp_ms, nonce, signature })
     }
 
     /// The header values, in the order of [`HEADER_DEVICE`] … [`HEADER_SIGNATURE`].
@@ -76,14 +60,7 @@ impl RequestAuth {
     }
 
     pub fn message(&self, method: &str, path: &str, body: &[u8]) -> DeviceRequestMessage {
-        DeviceRequestMessage::new(
-            method,
-            path,
-            &self.device_id,
-            self.timestamp_ms,
-            &self.nonce,
-            body,
-        )
+        DeviceRequestMessage::new(method, path, &self.device_id, self.timestamp_ms, &self.nonce, body)
     }
 
     /// Checks freshness and the signature. The nonce's novelty is the
@@ -97,11 +74,7 @@ impl RequestAuth {
         now_ms: i64,
     ) -> Result<(), ProtocolError> {
         check_freshness(self.timestamp_ms, now_ms)?;
-        verify_signature(
-            public_key,
-            &self.message(method, path, body).signed_bytes(),
-            &self.signature,
-        )
+        verify_signature(public_key, &self.message(method, path, body).signed_bytes(), &self.signature)
     }
 }
 
@@ -123,14 +96,8 @@ pub struct SeenNonces {
 }
 
 impl SeenNonces {
-    pub fn check_and_remember(
-        &mut self,
-        device_id: &str,
-        nonce: &[u8],
-        now_ms: i64,
-    ) -> Result<(), ProtocolError> {
-        self.seen
-            .retain(|_, at| now_ms - *at <= FRESHNESS_WINDOW_MS * 2);
+    pub fn check_and_remember(&mut self, device_id: &str, nonce: &[u8], now_ms: i64) -> Result<(), ProtocolError> {
+        self.seen.retain(|_, at| now_ms - *at <= FRESHNESS_WINDOW_MS * 2);
         let key = (device_id.to_owned(), nonce.to_vec());
         if self.seen.contains_key(&key) {
             return Err(ProtocolError::ReplayedNonce);
@@ -143,10 +110,7 @@ impl SeenNonces {
 fn decode_b64(value: &str, field: &'static str) -> Result<Vec<u8>, ProtocolError> {
     URL_SAFE_NO_PAD
         .decode(value.trim_end_matches('='))
-        .map_err(|_| ProtocolError::InvalidField {
-            field,
-            reason: "must be base64url",
-        })
+        .map_err(|_| ProtocolError::InvalidField { field, reason: "must be base64url" })
 }
 
 #[cfg(test)]
@@ -155,12 +119,7 @@ mod tests {
     use crate::protocol::SoftwareKey;
 
     fn signed(key: &SoftwareKey, ts: i64) -> RequestAuth {
-        let mut auth = RequestAuth {
-            device_id: "dev".into(),
-            timestamp_ms: ts,
-            nonce: vec![7; 16],
-            signature: vec![],
-        };
+        let mut auth = RequestAuth { device_id: "dev".into(), timestamp_ms: ts, nonce: vec![7; 16], signature: vec![] };
         auth.signature = key.sign(&auth.message("POST", "/v1/x", b"{}").signed_bytes());
         auth
     }
@@ -170,13 +129,8 @@ mod tests {
         let key = SoftwareKey::generate();
         let auth = signed(&key, 1_000);
         let headers = auth.to_headers();
-        let parsed = RequestAuth::from_headers(|n| {
-            headers
-                .iter()
-                .find(|(k, _)| *k == n)
-                .map(|(_, v)| v.as_str())
-        })
-        .unwrap();
+        let parsed =
+            RequestAuth::from_headers(|n| headers.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str())).unwrap();
         assert_eq!(parsed, auth);
     }
 
@@ -185,14 +139,8 @@ mod tests {
         let key = SoftwareKey::generate();
         let auth = signed(&key, 1_000_000);
         let pk = key.public_key();
-        assert!(
-            auth.verify(&pk, "POST", "/v1/x", b"{}", 1_000_000 + FRESHNESS_WINDOW_MS)
-                .is_ok()
-        );
-        assert!(
-            auth.verify(&pk, "POST", "/v1/x", b"{}", 1_000_000 - FRESHNESS_WINDOW_MS)
-                .is_ok()
-        );
+        assert!(auth.verify(&pk, "POST", "/v1/x", b"{}", 1_000_000 + FRESHNESS_WINDOW_MS).is_ok());
+        assert!(auth.verify(&pk, "POST", "/v1/x", b"{}", 1_000_000 - FRESHNESS_WINDOW_MS).is_ok());
         assert!(matches!(
             auth.verify(&pk, "POST", "/v1/x", b"{}", 1_000_001 + FRESHNESS_WINDOW_MS),
             Err(ProtocolError::StaleTimestamp { .. })
@@ -204,36 +152,21 @@ mod tests {
         let key = SoftwareKey::generate();
         let auth = signed(&key, 0);
         let pk = key.public_key();
-        assert_eq!(
-            auth.verify(&pk, "POST", "/v1/x", b"{ }", 0),
-            Err(ProtocolError::BadSignature)
-        );
-        assert_eq!(
-            auth.verify(&pk, "POST", "/v1/y", b"{}", 0),
-            Err(ProtocolError::BadSignature)
-        );
-        assert_eq!(
-            auth.verify(&pk, "PUT", "/v1/x", b"{}", 0),
-            Err(ProtocolError::BadSignature)
-        );
+        assert_eq!(auth.verify(&pk, "POST", "/v1/x", b"{ }", 0), Err(ProtocolError::BadSignature));
+        assert_eq!(auth.verify(&pk, "POST", "/v1/y", b"{}", 0), Err(ProtocolError::BadSignature));
+        assert_eq!(auth.verify(&pk, "PUT", "/v1/x", b"{}", 0), Err(ProtocolError::BadSignature));
     }
 
     #[test]
     fn missing_header_is_named() {
-        assert_eq!(
-            RequestAuth::from_headers(|_| None),
-            Err(ProtocolError::MissingField(HEADER_DEVICE))
-        );
+        assert_eq!(RequestAuth::from_headers(|_| None), Err(ProtocolError::MissingField(HEADER_DEVICE)));
     }
 
     #[test]
     fn a_nonce_is_accepted_once() {
         let mut seen = SeenNonces::default();
         assert_eq!(seen.check_and_remember("d", b"n", 0), Ok(()));
-        assert_eq!(
-            seen.check_and_remember("d", b"n", 10),
-            Err(ProtocolError::ReplayedNonce)
-        );
+        assert_eq!(seen.check_and_remember("d", b"n", 10), Err(ProtocolError::ReplayedNonce));
         assert_eq!(seen.check_and_remember("other", b"n", 10), Ok(()));
     }
 }

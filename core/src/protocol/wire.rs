@@ -148,6 +148,12 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,
+    /// How many more tries are allowed, where that is limited.
+    #[serde(rename = "attemptsLeft", default, skip_serializing_if = "Option::is_none")]
+    pub attempts_left: Option<u32>,
+    /// When trying again makes sense, in seconds.
+    #[serde(rename = "retryAfterSecs", default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
 }
 
 /// Stable error codes of the device API.
@@ -175,6 +181,14 @@ pub enum ErrorCode {
     RequestorMismatch,
     ChallengeExpired,
     AlreadyDecided,
+    /// One-time codes (the browser window's API).
+    CodeIncorrect,
+    CodeExpired,
+    CodeNotIssued,
+    NoContact,
+    ResendLimitReached,
+    ResendTooSoon,
+    CardBlocked,
     Unavailable,
     Internal,
     /// A code this version of the protocol does not know (newer server).
@@ -215,10 +229,7 @@ impl PushPayload {
         if challenge_id.is_empty() || challenge_id.len() > 64 {
             return None;
         }
-        Some(Self {
-            challenge_id,
-            expires_at,
-        })
+        Some(Self { challenge_id, expires_at })
     }
 }
 
@@ -234,9 +245,7 @@ pub mod b64 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = String::deserialize(d)?;
-        URL_SAFE_NO_PAD
-            .decode(s.trim_end_matches('='))
-            .map_err(|_| D::Error::custom("expected base64url"))
+        URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).map_err(|_| D::Error::custom("expected base64url"))
     }
 }
 
@@ -246,15 +255,9 @@ mod tests {
 
     #[test]
     fn push_payload_round_trips_and_ignores_foreign_pushes() {
-        let p = PushPayload {
-            challenge_id: "abc".into(),
-            expires_at: 99,
-        };
+        let p = PushPayload { challenge_id: "abc".into(), expires_at: 99 };
         assert_eq!(PushPayload::from_map(&p.to_map()), Some(p));
-        assert_eq!(
-            PushPayload::from_map(&HashMap::from([("aps".into(), "x".into())])),
-            None
-        );
+        assert_eq!(PushPayload::from_map(&HashMap::from([("aps".into(), "x".into())])), None);
     }
 
     #[test]

@@ -32,9 +32,7 @@ use super::validate::{ELEMENTS, RawAReq, validate};
 pub const MAX_AREQ_BYTES: usize = 256 * 1024;
 
 /// EMV message types, echoed in `errorMessageType` when one is received.
-const MESSAGE_TYPES: [&str; 9] = [
-    "AReq", "ARes", "CReq", "CRes", "PReq", "PRes", "RReq", "RRes", "Erro",
-];
+const MESSAGE_TYPES: [&str; 9] = ["AReq", "ARes", "CReq", "CRes", "PReq", "PRes", "RReq", "RRes", "Erro"];
 
 /// A validated AReq.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,11 +116,8 @@ pub fn parse_areq(body: &[u8]) -> Result<AReq, EmvError> {
         Ok(raw) => raw,
         Err(e) => return Err(json_error(&e, body)),
     };
-    let echo = Echo::read(
-        raw.message_type.as_ref(),
-        raw.message_version.as_ref(),
-        raw.three_ds_server_trans_id.as_ref(),
-    );
+    let echo =
+        Echo::read(raw.message_type.as_ref(), raw.message_version.as_ref(), raw.three_ds_server_trans_id.as_ref());
     validate(raw).map_err(|e| echo.attach(e))
 }
 
@@ -135,18 +130,12 @@ struct Echo {
 }
 
 impl Echo {
-    fn read(
-        message_type: Option<&Value>,
-        version: Option<&Value>,
-        trans_id: Option<&Value>,
-    ) -> Self {
+    fn read(message_type: Option<&Value>, version: Option<&Value>, trans_id: Option<&Value>) -> Self {
         Echo {
             message_type: message_type
                 .and_then(Value::as_str)
                 .and_then(|t| MESSAGE_TYPES.into_iter().find(|&known| known == t)),
-            message_version: version
-                .and_then(Value::as_str)
-                .and_then(MessageVersion::parse),
+            message_version: version.and_then(Value::as_str).and_then(MessageVersion::parse),
             trans_id: trans_id.and_then(Value::as_str).and_then(canonical_uuid),
         }
     }
@@ -172,21 +161,13 @@ fn json_error(e: &serde_json::Error, body: &[u8]) -> EmvError {
             Some(name) => {
                 // Read what can be echoed, letting the last duplicate win.
                 let echo = serde_json::from_slice::<Value>(body)
-                    .map(|v| {
-                        Echo::read(
-                            v.get("messageType"),
-                            v.get("messageVersion"),
-                            v.get("threeDSServerTransID"),
-                        )
-                    })
+                    .map(|v| Echo::read(v.get("messageType"), v.get("messageVersion"), v.get("threeDSServerTransID")))
                     .unwrap_or_default();
                 echo.attach(EmvError::duplicate(name))
             }
             None => EmvError::message_invalid("the message must be a JSON object"),
         },
-        Category::Io | Category::Syntax | Category::Eof => {
-            EmvError::message_invalid("the message is not valid JSON")
-        }
+        Category::Io | Category::Syntax | Category::Eof => EmvError::message_invalid("the message is not valid JSON"),
     }
 }
 

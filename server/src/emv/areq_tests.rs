@@ -67,11 +67,7 @@ fn without(fields: &[&str]) -> Vec<u8> {
 #[track_caller]
 fn refused(body: &[u8], code: &str, detail: &str) -> EmvError {
     let err = parse_areq(body).expect_err("should be refused");
-    assert_eq!(
-        (err.code.as_str(), err.detail.as_str()),
-        (code, detail),
-        "{err}"
-    );
+    assert_eq!((err.code.as_str(), err.detail.as_str()), (code, detail), "{err}");
     err
 }
 
@@ -87,10 +83,7 @@ fn valid_browser_areq() {
     assert_eq!(a.card_expiry_date.unwrap().year(), 2028);
     let p = a.purchase.unwrap();
     assert_eq!(p.amount, 12345);
-    assert_eq!(
-        (p.currency.numeric, p.currency.alpha, p.currency.exponent),
-        (978, "EUR", 2)
-    );
+    assert_eq!((p.currency.numeric, p.currency.alpha, p.currency.exponent), (978, "EUR", 2));
     assert_eq!(p.exponent, 2);
     assert_eq!(p.date.to_string(), "2025-03-14 09:26:53");
     assert_eq!(a.merchant_name, "Boulangerie Dupont");
@@ -99,14 +92,8 @@ fn valid_browser_areq() {
     assert_eq!(a.acquirer_merchant_id, "ACQ-MERCH-0001");
     assert_eq!(a.three_ds_requestor_id, "REQ-42");
     assert_eq!(a.three_ds_requestor_name, "Dupont en ligne");
-    assert_eq!(
-        a.three_ds_requestor_challenge_ind,
-        Some(ChallengeIndicator::NoPreference)
-    );
-    assert_eq!(
-        a.notification_url.as_deref(),
-        Some("https://merchant.example/3ds/notify?order=42")
-    );
+    assert_eq!(a.three_ds_requestor_challenge_ind, Some(ChallengeIndicator::NoPreference));
+    assert_eq!(a.notification_url.as_deref(), Some("https://merchant.example/3ds/notify?order=42"));
     let b = a.browser.unwrap();
     assert_eq!(b.ip, Some("192.0.2.10".parse().unwrap()));
     assert!(!b.java_enabled);
@@ -136,10 +123,7 @@ fn valid_jpy_areq_on_2_3_1() {
     let p = a.purchase.unwrap();
     assert_eq!((p.amount, p.currency.alpha, p.exponent), (500, "JPY", 0));
     assert_eq!(a.card_expiry_date, None);
-    assert_eq!(
-        a.three_ds_requestor_challenge_ind,
-        Some(ChallengeIndicator::Other(7))
-    );
+    assert_eq!(a.three_ds_requestor_challenge_ind, Some(ChallengeIndicator::Other(7)));
     let b = a.browser.unwrap();
     assert_eq!((b.ip, b.javascript_enabled), (None, None));
 }
@@ -175,33 +159,18 @@ fn valid_app_and_3ri_need_no_browser_elements() {
 
 #[test]
 fn non_payment_purchase_is_optional_but_all_or_nothing() {
-    let purchase = [
-        "purchaseAmount",
-        "purchaseCurrency",
-        "purchaseExponent",
-        "purchaseDate",
-    ];
+    let purchase = ["purchaseAmount", "purchaseCurrency", "purchaseExponent", "purchaseDate"];
     let mut v: Value = serde_json::from_slice(&without(&purchase)).unwrap();
     v["messageCategory"] = json!("02");
     let a = parse_areq(&bytes(&v)).unwrap();
-    assert_eq!(
-        (a.message_category, a.purchase),
-        (MessageCategory::NonPayment, None)
-    );
+    assert_eq!((a.message_category, a.purchase), (MessageCategory::NonPayment, None));
 
     v["purchaseAmount"] = json!("100");
-    refused(
-        &bytes(&v),
-        "201",
-        "purchaseCurrency,purchaseExponent,purchaseDate",
-    );
+    refused(&bytes(&v), "201", "purchaseCurrency,purchaseExponent,purchaseDate");
 
     let mut full = fixture();
     full["messageCategory"] = json!("02");
-    assert_eq!(
-        parse_areq(&bytes(&full)).unwrap().purchase.unwrap().amount,
-        12345
-    );
+    assert_eq!(parse_areq(&bytes(&full)).unwrap().purchase.unwrap().amount, 12345);
 }
 
 const REQUIRED: [&str; 25] = [
@@ -243,28 +212,16 @@ fn every_required_element_missing_is_201() {
 
 #[test]
 fn all_missing_elements_are_listed() {
-    refused(
-        &without(&["mcc", "acctNumber", "browserTZ"]),
-        "201",
-        "acctNumber,mcc,browserTZ",
-    );
+    refused(&without(&["mcc", "acctNumber", "browserTZ"]), "201", "acctNumber,mcc,browserTZ");
     // Without a deviceChannel the browser elements cannot be required yet.
-    refused(
-        &without(&["deviceChannel", "browserTZ"]),
-        "201",
-        "deviceChannel",
-    );
+    refused(&without(&["deviceChannel", "browserTZ"]), "201", "deviceChannel");
 }
 
 #[test]
 fn wrong_json_types_are_203() {
     let string_fields = REQUIRED
         .iter()
-        .chain(&[
-            "cardExpiryDate",
-            "threeDSRequestorChallengeInd",
-            "browserIP",
-        ])
+        .chain(&["cardExpiryDate", "threeDSRequestorChallengeInd", "browserIP"])
         .filter(|f| !matches!(**f, "messageType" | "browserJavaEnabled"));
     for field in string_fields {
         refused(&with(field, json!(1)), "203", field);
@@ -277,11 +234,7 @@ fn wrong_json_types_are_203() {
         refused(&with(field, json!(1)), "203", field);
     }
     // A number for the amount: a JSON number is not the EMV numeric string.
-    refused(
-        &with("purchaseAmount", json!(12345)),
-        "203",
-        "purchaseAmount",
-    );
+    refused(&with("purchaseAmount", json!(12345)), "203", "purchaseAmount");
 }
 
 #[test]
@@ -295,26 +248,14 @@ fn bad_values() {
         ("messageVersion", json!("2.1.0"), "102"),
         ("messageVersion", json!("2.2"), "102"),
         ("threeDSServerTransID", json!("not-a-uuid"), "203"),
-        (
-            "threeDSServerTransID",
-            json!("8a880dc0d2d24067bcb1b08d1690b26e"),
-            "203",
-        ),
-        (
-            "threeDSServerTransID",
-            json!("{8a880dc0-d2d2-4067-bcb1-b08d1690b26e}"),
-            "203",
-        ),
-        (
-            "threeDSServerTransID",
-            json!("8a880dc0-d2d2-4067-bcb1-b08d1690b26z"),
-            "203",
-        ),
+        ("threeDSServerTransID", json!("8a880dc0d2d24067bcb1b08d1690b26e"), "203"),
+        ("threeDSServerTransID", json!("{8a880dc0-d2d2-4067-bcb1-b08d1690b26e}"), "203"),
+        ("threeDSServerTransID", json!("8a880dc0-d2d2-4067-bcb1-b08d1690b26z"), "203"),
         ("deviceChannel", json!("04"), "203"),
         ("deviceChannel", json!("2"), "203"),
         ("messageCategory", json!("80"), "203"),
-        ("acctNumber", json!("378282246310006"), "203"), // Luhn
-        ("acctNumber", json!("400000000002"), "203"),    // 12 digits
+        ("acctNumber", json!("378282246310006"), "203"),      // Luhn
+        ("acctNumber", json!("400000000002"), "203"),         // 12 digits
         ("acctNumber", json!("40000000000000000006"), "203"), // 20 digits
         ("acctNumber", json!("3782 822463 10005"), "203"),
         ("acctNumber", json!(""), "203"),
@@ -367,23 +308,11 @@ fn bad_values() {
         ("threeDSRequestorChallengeInd", json!("10"), "203"),
         ("threeDSRequestorChallengeInd", json!("1"), "203"),
         ("notificationURL", json!("merchant.example/notify"), "203"),
-        (
-            "notificationURL",
-            json!("ftp://merchant.example/notify"),
-            "203",
-        ),
+        ("notificationURL", json!("ftp://merchant.example/notify"), "203"),
         ("notificationURL", json!("javascript:alert(1)"), "203"),
         ("notificationURL", json!("https://merchant example/"), "203"),
-        (
-            "notificationURL",
-            json!("https://user:pw@merchant.example/"),
-            "203",
-        ),
-        (
-            "notificationURL",
-            json!(format!("https://merchant.example/{}", "a".repeat(240))),
-            "203",
-        ),
+        ("notificationURL", json!("https://user:pw@merchant.example/"), "203"),
+        ("notificationURL", json!(format!("https://merchant.example/{}", "a".repeat(240))), "203"),
         ("browserAcceptHeader", json!("a".repeat(2049)), "203"),
         ("browserIP", json!("999.1.1.1"), "203"),
         ("browserIP", json!("192.0.2.10:80"), "203"),
@@ -401,37 +330,14 @@ fn bad_values() {
     ];
     for (field, value, code) in cases {
         let err = parse_areq(&with(field, value.clone())).expect_err(field);
-        assert_eq!(
-            (err.code.as_str(), err.detail.as_str()),
-            (*code, *field),
-            "{field} = {value:.40}: {err}"
-        );
+        assert_eq!((err.code.as_str(), err.detail.as_str()), (*code, *field), "{field} = {value:.40}: {err}");
         assert_eq!(err.http_status(), StatusCode::BAD_REQUEST);
     }
-    assert_eq!(
-        parse_areq(&with("purchaseAmount", json!(u64_max)))
-            .unwrap()
-            .purchase
-            .unwrap()
-            .amount,
-        u64::MAX
-    );
-    assert!(
-        parse_areq(&with(
-            "notificationURL",
-            json!(format!("https://m.example/{}", "a".repeat(238)))
-        ))
-        .is_ok()
-    );
+    assert_eq!(parse_areq(&with("purchaseAmount", json!(u64_max))).unwrap().purchase.unwrap().amount, u64::MAX);
+    assert!(parse_areq(&with("notificationURL", json!(format!("https://m.example/{}", "a".repeat(238))))).is_ok());
     assert!(parse_areq(&with("browserIP", json!("2001:db8::7"))).is_ok());
     assert!(parse_areq(&with("browserTZ", json!("+330"))).is_ok());
-    assert!(
-        parse_areq(&with(
-            "merchantName",
-            json!("Café Zoë ".repeat(4).trim_end())
-        ))
-        .is_ok()
-    );
+    assert!(parse_areq(&with("merchantName", json!("Café Zoë ".repeat(4).trim_end()))).is_ok());
 }
 
 #[test]
@@ -443,41 +349,22 @@ fn exponent_must_match_currency() {
     let mut bhd = fixture();
     bhd["purchaseCurrency"] = json!("048");
     bhd["purchaseExponent"] = json!("3");
-    assert_eq!(
-        parse_areq(&bytes(&bhd))
-            .unwrap()
-            .purchase
-            .unwrap()
-            .currency
-            .alpha,
-        "BHD"
-    );
+    assert_eq!(parse_areq(&bytes(&bhd)).unwrap().purchase.unwrap().currency.alpha, "BHD");
 }
 
 #[test]
 fn duplicate_element_is_204() {
     let body = bytes(&fixture());
-    let dup = format!(
-        "{{\"acctNumber\":\"4111111111111111\",{}",
-        std::str::from_utf8(&body[1..]).unwrap()
-    );
+    let dup = format!("{{\"acctNumber\":\"4111111111111111\",{}", std::str::from_utf8(&body[1..]).unwrap());
     let err = refused(dup.as_bytes(), "204", "acctNumber");
-    assert_eq!(
-        err.three_ds_server_trans_id
-            .map(|u| u.to_string())
-            .as_deref(),
-        Some(TRANS_ID)
-    );
+    assert_eq!(err.three_ds_server_trans_id.map(|u| u.to_string()).as_deref(), Some(TRANS_ID));
     assert_eq!(err.error_message_type, Some("AReq"));
     assert_eq!(err.message_version, Some(MessageVersion::V2_2_0));
 
     let dup_header = br#"{"messageType":"AReq","messageType":"AReq"}"#;
     refused(dup_header, "204", "messageType");
     // Unknown elements are not checked for duplicates.
-    let dup_unknown = format!(
-        "{{\"sdkAppID\":1,\"sdkAppID\":2,{}",
-        std::str::from_utf8(&body[1..]).unwrap()
-    );
+    let dup_unknown = format!("{{\"sdkAppID\":1,\"sdkAppID\":2,{}", std::str::from_utf8(&body[1..]).unwrap());
     assert!(parse_areq(dup_unknown.as_bytes()).is_ok());
 }
 
@@ -485,11 +372,7 @@ fn duplicate_element_is_204() {
 fn unparseable_messages_are_101() {
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     // Known elements are read as JSON values, which serde_json nests at most 128 deep.
-    let deep_in_field = format!(
-        "{{\"merchantName\":{}1{}}}",
-        "[".repeat(10_000),
-        "]".repeat(10_000)
-    );
+    let deep_in_field = format!("{{\"merchantName\":{}1{}}}", "[".repeat(10_000), "]".repeat(10_000));
     let bodies: Vec<Vec<u8>> = vec![
         b"".to_vec(),
         b"not json".to_vec(),
@@ -507,19 +390,15 @@ fn unparseable_messages_are_101() {
     for body in &bodies {
         let err = refused(body, "101", "message");
         assert_eq!(err.http_status(), StatusCode::BAD_REQUEST);
-        assert_eq!(
-            (err.three_ds_server_trans_id, err.error_message_type),
-            (None, None)
-        );
+        assert_eq!((err.three_ds_server_trans_id, err.error_message_type), (None, None));
     }
     refused(b"{}", "201", "messageType");
     // Unknown elements are skipped without recursion, however deep.
     let mut v = fixture();
     v["sdkEphemPubKey"] = json!("placeholder");
-    let deep_unknown = String::from_utf8(bytes(&v)).unwrap().replace(
-        "\"placeholder\"",
-        &format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000)),
-    );
+    let deep_unknown = String::from_utf8(bytes(&v))
+        .unwrap()
+        .replace("\"placeholder\"", &format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000)));
     assert!(parse_areq(deep_unknown.as_bytes()).is_ok());
 }
 
@@ -534,11 +413,7 @@ fn oversized_body_is_413() {
 
 #[test]
 fn errors_echo_what_was_readable() {
-    let err = refused(
-        &with("purchaseAmount", json!("1.5")),
-        "203",
-        "purchaseAmount",
-    );
+    let err = refused(&with("purchaseAmount", json!("1.5")), "203", "purchaseAmount");
     let erro = serde_json::to_value(err.to_erro()).unwrap();
     assert_eq!(
         erro,
@@ -561,27 +436,14 @@ fn errors_echo_what_was_readable() {
     assert_eq!(err.error_message_type, Some("CReq"));
     assert_eq!(err.message_version, Some(MessageVersion::V2_3_1));
 
-    let err = refused(
-        &with("messageVersion", json!("2.1.0")),
-        "102",
-        "messageVersion",
-    );
+    let err = refused(&with("messageVersion", json!("2.1.0")), "102", "messageVersion");
     assert_eq!(err.message_version, None);
     assert_eq!(err.to_erro().message_version, ERRO_FALLBACK_VERSION);
     assert!(err.three_ds_server_trans_id.is_some());
 
-    let err = refused(
-        &with("threeDSServerTransID", json!("nope")),
-        "203",
-        "threeDSServerTransID",
-    );
+    let err = refused(&with("threeDSServerTransID", json!("nope")), "203", "threeDSServerTransID");
     assert!(err.three_ds_server_trans_id.is_none());
-    assert!(
-        serde_json::to_value(err.to_erro())
-            .unwrap()
-            .get("threeDSServerTransID")
-            .is_none()
-    );
+    assert!(serde_json::to_value(err.to_erro()).unwrap().get("threeDSServerTransID").is_none());
 
     let err = refused(&with("messageType", json!("Bogus")), "101", "messageType");
     assert_eq!(err.error_message_type, None);
@@ -598,10 +460,7 @@ fn pan_never_leaks() {
 
     for bad in ["378282246310006", "37828224631000512345"] {
         let err = parse_areq(&with("acctNumber", json!(bad))).unwrap_err();
-        let all = format!(
-            "{err} {err:?} {}",
-            serde_json::to_string(&err.to_erro()).unwrap()
-        );
+        let all = format!("{err} {err:?} {}", serde_json::to_string(&err.to_erro()).unwrap());
         assert!(!all.contains(bad) && !all.contains("3782822463"), "{all}");
     }
 }
@@ -629,16 +488,8 @@ fn never_panics_on_mangled_input() {
         let _ = parse_areq(&b);
     }
     // Odd values in every element.
-    let odd = [
-        json!(""),
-        json!(" "),
-        json!("\u{0}"),
-        json!("é".repeat(50)),
-        json!(-1),
-        json!(1.5e300),
-        json!({}),
-        json!([]),
-    ];
+    let odd =
+        [json!(""), json!(" "), json!("\u{0}"), json!("é".repeat(50)), json!(-1), json!(1.5e300), json!({}), json!([])];
     for field in REQUIRED {
         for value in &odd {
             let _ = parse_areq(&with(field, value.clone()));

@@ -20,17 +20,10 @@ pub struct Currency {
 impl Currency {
     /// Looks up a numeric code in the table.
     pub fn from_numeric(numeric: u16) -> Option<Currency> {
-        CURRENCIES
-            .binary_search_by_key(&numeric, |&(n, _, _)| n)
-            .ok()
-            .map(|i| {
-                let (numeric, alpha, exponent) = CURRENCIES[i];
-                Currency {
-                    numeric,
-                    alpha,
-                    exponent,
-                }
-            })
+        CURRENCIES.binary_search_by_key(&numeric, |&(n, _, _)| n).ok().map(|i| {
+            let (numeric, alpha, exponent) = CURRENCIES[i];
+            Currency { numeric, alpha, exponent }
+        })
     }
 
     /// The numeric code as EMV sends it: three digits, zero padded ("036").

@@ -117,9 +117,7 @@ impl ErrorCode {
             Self::MessageVersionNotSupported => "Message version number not supported",
             Self::SentMessagesLimitExceeded => "Sent messages limit exceeded",
             Self::RequiredDataElementMissing => "Required data element missing",
-            Self::CriticalMessageExtensionNotRecognised => {
-                "Critical message extension not recognised"
-            }
+            Self::CriticalMessageExtensionNotRecognised => "Critical message extension not recognised",
             Self::InvalidFormat => "Format of one or more data elements is invalid",
             Self::DuplicateDataElement => "Duplicate data element",
             Self::TransactionIdNotRecognised => "Transaction ID not recognised",
@@ -232,10 +230,7 @@ impl EmvError {
         Self::new(
             ErrorCode::MessageReceivedInvalid,
             "messageType",
-            format!(
-                "{}: unexpected messageType",
-                ErrorCode::MessageReceivedInvalid.title()
-            ),
+            format!("{}: unexpected messageType", ErrorCode::MessageReceivedInvalid.title()),
         )
     }
 
@@ -244,10 +239,7 @@ impl EmvError {
         Self::new(
             ErrorCode::MessageVersionNotSupported,
             "messageVersion",
-            format!(
-                "{}: supported versions are 2.2.0 and 2.3.1",
-                ErrorCode::MessageVersionNotSupported.title()
-            ),
+            format!("{}: supported versions are 2.2.0 and 2.3.1", ErrorCode::MessageVersionNotSupported.title()),
         )
     }
 
@@ -265,11 +257,7 @@ impl EmvError {
 
     /// 301 with HTTP 404. `errorDetail` is `acsTransID`; change it with [`Self::with_detail`].
     pub fn transaction_not_found() -> Self {
-        Self::new(
-            ErrorCode::TransactionIdNotRecognised,
-            "acsTransID",
-            ErrorCode::TransactionIdNotRecognised.title(),
-        )
+        Self::new(ErrorCode::TransactionIdNotRecognised, "acsTransID", ErrorCode::TransactionIdNotRecognised.title())
     }
 
     /// 101 with HTTP 413: the body is larger than `limit_bytes`.
@@ -277,10 +265,7 @@ impl EmvError {
         Self::new(
             ErrorCode::MessageReceivedInvalid,
             "message",
-            format!(
-                "{}: message exceeds {limit_bytes} bytes",
-                ErrorCode::MessageReceivedInvalid.title()
-            ),
+            format!("{}: message exceeds {limit_bytes} bytes", ErrorCode::MessageReceivedInvalid.title()),
         )
         .with_status(StatusCode::PAYLOAD_TOO_LARGE)
     }
@@ -302,10 +287,7 @@ impl EmvError {
     /// 305: the message is well formed but its data cannot be accepted.
     pub fn transaction_data_invalid(field: impl Into<String>, why: impl fmt::Display) -> Self {
         let field = field.into();
-        let description = format!(
-            "{}: {field} {why}",
-            ErrorCode::TransactionDataNotValid.title()
-        );
+        let description = format!("{}: {field} {why}", ErrorCode::TransactionDataNotValid.title());
         Self::new(ErrorCode::TransactionDataNotValid, field, description)
     }
 
@@ -374,17 +356,9 @@ impl IntoResponse for EmvError {
 pub struct Erro {
     pub message_type: String,
     pub message_version: MessageVersion,
-    #[serde(
-        rename = "threeDSServerTransID",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "threeDSServerTransID", default, skip_serializing_if = "Option::is_none")]
     pub three_ds_server_trans_id: Option<Uuid>,
-    #[serde(
-        rename = "acsTransID",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "acsTransID", default, skip_serializing_if = "Option::is_none")]
     pub acs_trans_id: Option<Uuid>,
     pub error_code: String,
     /// "A": the ACS.
@@ -415,39 +389,15 @@ mod tests {
 
     #[test]
     fn statuses() {
-        assert_eq!(
-            EmvError::missing("mcc").http_status(),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            EmvError::invalid("mcc", "x").http_status(),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            EmvError::access_denied("key").http_status(),
-            StatusCode::FORBIDDEN
-        );
-        assert_eq!(
-            EmvError::unauthenticated("key").http_status(),
-            StatusCode::UNAUTHORIZED
-        );
-        assert_eq!(
-            EmvError::unauthenticated("key").code,
-            ErrorCode::AccessDenied
-        );
-        assert_eq!(
-            EmvError::transaction_not_found().http_status(),
-            StatusCode::NOT_FOUND
-        );
+        assert_eq!(EmvError::missing("mcc").http_status(), StatusCode::BAD_REQUEST);
+        assert_eq!(EmvError::invalid("mcc", "x").http_status(), StatusCode::BAD_REQUEST);
+        assert_eq!(EmvError::access_denied("key").http_status(), StatusCode::FORBIDDEN);
+        assert_eq!(EmvError::unauthenticated("key").http_status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(EmvError::unauthenticated("key").code, ErrorCode::AccessDenied);
+        assert_eq!(EmvError::transaction_not_found().http_status(), StatusCode::NOT_FOUND);
         assert_eq!(EmvError::transaction_not_found().code.as_str(), "301");
-        assert_eq!(
-            EmvError::too_large(1024).http_status(),
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
-        assert_eq!(
-            EmvError::transient("db").http_status(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
+        assert_eq!(EmvError::too_large(1024).http_status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(EmvError::transient("db").http_status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(EmvError::transient("db").code.as_str(), "403");
         assert_eq!(EmvError::permanent("db").code.as_str(), "404");
         assert_eq!(EmvError::unknown_message_type().code.as_str(), "101");
@@ -498,13 +448,8 @@ mod tests {
     async fn into_response_body_and_status() {
         let resp = EmvError::unauthenticated("Authorization").into_response();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            resp.headers().get("content-type").unwrap(),
-            "application/json"
-        );
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
-            .await
-            .unwrap();
+        assert_eq!(resp.headers().get("content-type").unwrap(), "application/json");
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["messageType"], "Erro");
         assert_eq!(v["errorCode"], "303");

@@ -15,11 +15,7 @@ pub(super) fn required<T>(name: &str, value: Option<T>) -> Result<T, EmvError> {
 }
 
 /// A JSON string of 1 to `max` characters (`None` when absent or null).
-pub(super) fn string(
-    name: &str,
-    value: Option<Value>,
-    max: usize,
-) -> Result<Option<String>, EmvError> {
+pub(super) fn string(name: &str, value: Option<Value>, max: usize) -> Result<Option<String>, EmvError> {
     match value {
         None => Ok(None),
         Some(Value::String(s)) => {
@@ -36,12 +32,7 @@ pub(super) fn req_str(name: &str, value: Option<Value>, max: usize) -> Result<St
 }
 
 /// A required JSON string of `min` to `max` ASCII digits.
-pub(super) fn req_digits(
-    name: &str,
-    value: Option<Value>,
-    min: usize,
-    max: usize,
-) -> Result<String, EmvError> {
+pub(super) fn req_digits(name: &str, value: Option<Value>, min: usize, max: usize) -> Result<String, EmvError> {
     required(name, digits(name, value, min, max)?)
 }
 
@@ -53,28 +44,18 @@ pub(super) fn coded<T>(
 ) -> Result<Option<T>, EmvError> {
     match string(name, value, 2)? {
         None => Ok(None),
-        Some(s) => parse(&s)
-            .map(Some)
-            .ok_or_else(|| EmvError::invalid(name, "is not a defined value")),
+        Some(s) => parse(&s).map(Some).ok_or_else(|| EmvError::invalid(name, "is not a defined value")),
     }
 }
 
 /// A JSON string of `min` to `max` ASCII digits.
-pub(super) fn digits(
-    name: &str,
-    value: Option<Value>,
-    min: usize,
-    max: usize,
-) -> Result<Option<String>, EmvError> {
+pub(super) fn digits(name: &str, value: Option<Value>, min: usize, max: usize) -> Result<Option<String>, EmvError> {
     let Some(s) = string(name, value, max)? else {
         return Ok(None);
     };
     if s.len() < min || !s.bytes().all(|b| b.is_ascii_digit()) {
-        let why = if min == max {
-            format!("must be exactly {min} digits")
-        } else {
-            format!("must be {min} to {max} digits")
-        };
+        let why =
+            if min == max { format!("must be exactly {min} digits") } else { format!("must be {min} to {max} digits") };
         return Err(EmvError::invalid(name, why));
     }
     Ok(Some(s))
@@ -95,17 +76,10 @@ pub(super) fn check_len(name: &str, s: &str, min: usize, max: usize) -> Result<(
     // A char is 1 to 4 bytes, so more than 4*max bytes is surely too long.
     let too_long = s.len() > max.saturating_mul(4) || s.chars().count() > max;
     if too_long {
-        return Err(EmvError::invalid(
-            name,
-            format!("must be at most {max} characters"),
-        ));
+        return Err(EmvError::invalid(name, format!("must be at most {max} characters")));
     }
     if s.chars().count() < min {
-        let why = if min == 1 {
-            "must not be empty".to_owned()
-        } else {
-            format!("must be at least {min} characters")
-        };
+        let why = if min == 1 { "must not be empty".to_owned() } else { format!("must be at least {min} characters") };
         return Err(EmvError::invalid(name, why));
     }
     Ok(())
@@ -134,11 +108,7 @@ pub(super) fn canonical_uuid(s: &str) -> Option<Uuid> {
             8 | 13 | 18 | 23 => c == b'-',
             _ => c.is_ascii_hexdigit(),
         });
-    if shape_ok {
-        Uuid::try_parse(s).ok()
-    } else {
-        None
-    }
+    if shape_ok { Uuid::try_parse(s).ok() } else { None }
 }
 
 /// `YYYYMMDDHHMMSS` as a calendar date and time (no leap seconds).
@@ -149,11 +119,7 @@ pub(super) fn timestamp14(s: &str) -> Option<NaiveDateTime> {
     // All ASCII digits: slicing cannot split a char and parsing cannot fail.
     let n = |r: std::ops::Range<usize>| s[r].parse::<u32>().ok();
     let year = i32::try_from(n(0..4)?).ok()?;
-    NaiveDate::from_ymd_opt(year, n(4..6)?, n(6..8)?)?.and_hms_opt(
-        n(8..10)?,
-        n(10..12)?,
-        n(12..14)?,
-    )
+    NaiveDate::from_ymd_opt(year, n(4..6)?, n(6..8)?)?.and_hms_opt(n(8..10)?, n(10..12)?, n(12..14)?)
 }
 
 /// Why a string is not an acceptable absolute http(s) URL.
@@ -182,10 +148,7 @@ impl fmt::Display for UrlError {
 /// literal, an optional port, and any path, query or fragment.
 pub(super) fn http_url(s: &str) -> Result<(), UrlError> {
     const FORBIDDEN: &[u8] = b"<>\"{}|\\^`";
-    if !s
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && !FORBIDDEN.contains(&b))
-    {
+    if !s.bytes().all(|b| b.is_ascii_graphic() && !FORBIDDEN.contains(&b)) {
         return Err(UrlError::Characters);
     }
     // From here on `s` is ASCII, so byte slicing is safe.
@@ -202,8 +165,7 @@ pub(super) fn http_url(s: &str) -> Result<(), UrlError> {
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (addr, after) = v6.split_once(']').ok_or(UrlError::Host)?;
-        addr.parse::<std::net::Ipv6Addr>()
-            .map_err(|_| UrlError::Host)?;
+        addr.parse::<std::net::Ipv6Addr>().map_err(|_| UrlError::Host)?;
         match after {
             "" => (addr, None),
             _ => (addr, Some(after.strip_prefix(':').ok_or(UrlError::Port)?)),
@@ -236,9 +198,7 @@ fn valid_host_name(host: &str) -> bool {
         && host.len() <= 253
         && host.split('.').all(|label| {
             (1..=63).contains(&label.len())
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -335,22 +295,13 @@ mod tests {
 
     #[test]
     fn types() {
-        assert_eq!(
-            string("f", Some(json!(1)), 5).unwrap_err().code.as_str(),
-            "203"
-        );
+        assert_eq!(string("f", Some(json!(1)), 5).unwrap_err().code.as_str(), "203");
         assert_eq!(string("f", None, 5).unwrap(), None);
-        assert_eq!(
-            boolean("f", Some(json!("true"))).unwrap_err().code.as_str(),
-            "203"
-        );
+        assert_eq!(boolean("f", Some(json!("true"))).unwrap_err().code.as_str(), "203");
         assert_eq!(boolean("f", Some(json!(false))).unwrap(), Some(false));
         assert!(digits("f", Some(json!("12a4")), 4, 4).is_err());
         assert!(digits("f", Some(json!("١٢٣٤")), 1, 4).is_err()); // non-ASCII digits
-        assert_eq!(
-            digits("f", Some(json!("0742")), 4, 4).unwrap().as_deref(),
-            Some("0742")
-        );
+        assert_eq!(digits("f", Some(json!("0742")), 4, 4).unwrap().as_deref(), Some("0742"));
         assert_eq!(required::<u8>("f", None).unwrap_err().code.as_str(), "201");
     }
 }

@@ -23,10 +23,6 @@ mod areq_tests;
 pub use areq::{AReq, BrowserInfo, CardExpiry, MAX_AREQ_BYTES, Purchase, parse_areq};
 pub use currency::{Currency, is_reserved_iso_code};
 pub use error::{ERRO_FALLBACK_VERSION, EmvError, Erro, ErrorCode};
-pub use pan::{
-    PAN_MAX_LEN, PAN_MIN_LEN, PAN_VISIBLE_DIGITS, Pan, PanError, luhn_check_digit, luhn_valid,
-};
-pub use results::{
-    ARes, AuthenticationType, ChallengeCancel, RReq, TransStatus, TransStatusReason, YesNo,
-};
+pub use pan::{PAN_MAX_LEN, PAN_MIN_LEN, PAN_VISIBLE_DIGITS, Pan, PanError, luhn_check_digit, luhn_valid};
+pub use results::{ARes, AuthenticationType, ChallengeCancel, RReq, TransStatus, TransStatusReason, YesNo};
 pub use types::{ChallengeIndicator, DeviceChannel, MessageCategory, MessageVersion};

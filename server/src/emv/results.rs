@@ -256,13 +256,7 @@ impl ARes {
         acs_reference_number: impl Into<String>,
         trans_status: TransStatus,
     ) -> Self {
-        Self::new(
-            areq.message_version,
-            areq.three_ds_server_trans_id,
-            acs_trans_id,
-            acs_reference_number,
-            trans_status,
-        )
+        Self::new(areq.message_version, areq.three_ds_server_trans_id, acs_trans_id, acs_reference_number, trans_status)
     }
 
     pub fn with_reason(mut self, reason: TransStatusReason) -> Self {
@@ -271,11 +265,7 @@ impl ARes {
     }
 
     /// Sets `authenticationValue` and `eci` (for `Y`).
-    pub fn with_authentication(
-        mut self,
-        authentication_value: impl Into<String>,
-        eci: impl Into<String>,
-    ) -> Self {
+    pub fn with_authentication(mut self, authentication_value: impl Into<String>, eci: impl Into<String>) -> Self {
         self.authentication_value = Some(authentication_value.into());
         self.eci = Some(eci.into());
         self
@@ -351,11 +341,7 @@ impl RReq {
     }
 
     /// Sets `authenticationValue` and `eci`.
-    pub fn with_authentication(
-        mut self,
-        authentication_value: impl Into<String>,
-        eci: impl Into<String>,
-    ) -> Self {
+    pub fn with_authentication(mut self, authentication_value: impl Into<String>, eci: impl Into<String>) -> Self {
         self.authentication_value = Some(authentication_value.into());
         self.eci = Some(eci.into());
         self
@@ -412,14 +398,8 @@ mod tests {
     #[test]
     fn ares_frictionless_shape() {
         let (tid, acs) = ids();
-        let ares = ARes::new(
-            MessageVersion::V2_2_0,
-            tid,
-            acs,
-            "COUNTERSIGN-ACS-1",
-            TransStatus::Authenticated,
-        )
-        .with_authentication("AAABBBCCCDDDEEEFFFGGGHHHIII=", "05");
+        let ares = ARes::new(MessageVersion::V2_2_0, tid, acs, "COUNTERSIGN-ACS-1", TransStatus::Authenticated)
+            .with_authentication("AAABBBCCCDDDEEEFFFGGGHHHIII=", "05");
         let v = serde_json::to_value(&ares).unwrap();
         assert_eq!(
             v,
@@ -440,14 +420,7 @@ mod tests {
     #[test]
     fn ares_challenge_and_denied_shapes() {
         let (tid, acs) = ids();
-        let c = ARes::new(
-            MessageVersion::V2_3_1,
-            tid,
-            acs,
-            "R",
-            TransStatus::Challenge,
-        )
-        .with_challenge(
+        let c = ARes::new(MessageVersion::V2_3_1, tid, acs, "R", TransStatus::Challenge).with_challenge(
             Some("https://acs.example/challenge".into()),
             true,
             AuthenticationType::OutOfBand,
@@ -459,14 +432,8 @@ mod tests {
         assert_eq!(v["authenticationType"], "03");
         assert!(v.get("eci").is_none() && v.get("authenticationValue").is_none());
 
-        let n = ARes::new(
-            MessageVersion::V2_2_0,
-            tid,
-            acs,
-            "R",
-            TransStatus::NotAuthenticated,
-        )
-        .with_reason(TransStatusReason::SuspectedFraud);
+        let n = ARes::new(MessageVersion::V2_2_0, tid, acs, "R", TransStatus::NotAuthenticated)
+            .with_reason(TransStatusReason::SuspectedFraud);
         let v = serde_json::to_value(&n).unwrap();
         assert_eq!(v["transStatus"], "N");
         assert_eq!(v["transStatusReason"], "11");
@@ -478,15 +445,8 @@ mod tests {
     #[test]
     fn rreq_shape() {
         let (tid, acs) = ids();
-        let rreq = RReq::new(
-            MessageVersion::V2_2_0,
-            tid,
-            acs,
-            TransStatus::Authenticated,
-            1,
-            MessageCategory::Payment,
-        )
-        .with_authentication("AAABBBCCCDDDEEEFFFGGGHHHIII=", "05");
+        let rreq = RReq::new(MessageVersion::V2_2_0, tid, acs, TransStatus::Authenticated, 1, MessageCategory::Payment)
+            .with_authentication("AAABBBCCCDDDEEEFFFGGGHHHIII=", "05");
         let v = serde_json::to_value(&rreq).unwrap();
         assert_eq!(
             v,
@@ -504,16 +464,10 @@ mod tests {
         );
         assert_eq!(serde_json::from_value::<RReq>(v).unwrap(), rreq);
 
-        let cancelled = RReq::new(
-            MessageVersion::V2_2_0,
-            tid,
-            acs,
-            TransStatus::NotAuthenticated,
-            0,
-            MessageCategory::NonPayment,
-        )
-        .with_reason(TransStatusReason::TransactionTimedOutAtAcs)
-        .with_challenge_cancel(ChallengeCancel::AcsTimedOut);
+        let cancelled =
+            RReq::new(MessageVersion::V2_2_0, tid, acs, TransStatus::NotAuthenticated, 0, MessageCategory::NonPayment)
+                .with_reason(TransStatusReason::TransactionTimedOutAtAcs)
+                .with_challenge_cancel(ChallengeCancel::AcsTimedOut);
         let v = serde_json::to_value(&cancelled).unwrap();
         assert_eq!(v["interactionCounter"], "00");
         assert_eq!(v["challengeCancel"], "04");
@@ -522,10 +476,7 @@ mod tests {
 
         let mut many = cancelled.clone();
         many.interaction_counter = 250;
-        assert_eq!(
-            serde_json::to_value(&many).unwrap()["interactionCounter"],
-            "99"
-        );
+        assert_eq!(serde_json::to_value(&many).unwrap()["interactionCounter"], "99");
         let mut bad = serde_json::to_value(&cancelled).unwrap();
         bad["interactionCounter"] = json!("1");
         assert!(serde_json::from_value::<RReq>(bad).is_err());

@@ -58,9 +58,7 @@ impl DeviceChannel {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::App, Self::Browser, Self::ThreeRi]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [Self::App, Self::Browser, Self::ThreeRi].into_iter().find(|v| v.as_str() == s)
     }
 }
 
@@ -84,9 +82,7 @@ impl MessageCategory {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Payment, Self::NonPayment]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [Self::Payment, Self::NonPayment].into_iter().find(|v| v.as_str() == s)
     }
 }
 
@@ -164,10 +160,7 @@ mod tests {
         assert_eq!(MessageVersion::parse("2.1.0"), None);
         assert_eq!(DeviceChannel::parse("02"), Some(DeviceChannel::Browser));
         assert_eq!(DeviceChannel::parse("2"), None);
-        assert_eq!(
-            serde_json::to_value(MessageCategory::NonPayment).unwrap(),
-            "02"
-        );
+        assert_eq!(serde_json::to_value(MessageCategory::NonPayment).unwrap(), "02");
         assert_eq!(MessageCategory::parse("03"), None);
         for code in 1..=9u8 {
             let s = format!("{code:02}");
@@ -175,14 +168,8 @@ mod tests {
             assert_eq!(ind.code(), code);
             assert_eq!(ind.to_string(), s);
         }
-        assert_eq!(
-            ChallengeIndicator::parse("04"),
-            Some(ChallengeIndicator::ChallengeMandated)
-        );
-        assert_eq!(
-            ChallengeIndicator::parse("07"),
-            Some(ChallengeIndicator::Other(7))
-        );
+        assert_eq!(ChallengeIndicator::parse("04"), Some(ChallengeIndicator::ChallengeMandated));
+        assert_eq!(ChallengeIndicator::parse("07"), Some(ChallengeIndicator::Other(7)));
         for bad in ["00", "10", "1", "001", "0x", "", "٠١"] {
             assert_eq!(ChallengeIndicator::parse(bad), None, "{bad}");
         }

@@ -12,9 +12,7 @@ use crate::app::App;
 use crate::emv::Pan;
 use crate::error::ApiError;
 use crate::secrets::{Purpose, random_below, random_bytes};
-use crate::storage::{
-    AuditEvent, Card, EnrolmentCode, NewCard, Operator, OperatorRole, Requestor, StorageError,
-};
+use crate::storage::{AuditEvent, Card, EnrolmentCode, NewCard, Operator, OperatorRole, Requestor, StorageError};
 
 /// A new API key: a recognisable prefix and 192 random bits.
 pub fn new_api_key(prefix: &str) -> String {
@@ -39,11 +37,7 @@ pub struct CreatedRequestor {
     pub callback_secret: String,
 }
 
-pub async fn create_requestor(
-    app: &App,
-    req: NewRequestorRequest,
-    actor: &str,
-) -> Result<CreatedRequestor, ApiError> {
+pub async fn create_requestor(app: &App, req: NewRequestorRequest, actor: &str) -> Result<CreatedRequestor, ApiError> {
     check_text("id", &req.id, 35)?;
     check_text("name", &req.name, 40)?;
     let api_key = new_api_key("csr");
@@ -54,22 +48,13 @@ pub async fn create_requestor(
     };
     let now = app.now_ms();
     app.storage
-        .create_requestor(
-            &requestor,
-            &app.secrets.keyed_hash(Purpose::ApiKey, api_key.as_bytes()),
-            now,
-        )
+        .create_requestor(&requestor, &app.secrets.keyed_hash(Purpose::ApiKey, api_key.as_bytes()), now)
         .await
         .map_err(|e| conflict_or(e, "a requestor with this id already exists"))?;
     let mut audit = AuditEvent::new(now, "requestor.created", actor.to_owned(), "ok");
     audit.detail = serde_json::json!({ "requestorId": requestor.id });
     app.storage.append_audit(&audit).await?;
-    Ok(CreatedRequestor {
-        id: requestor.id,
-        name: requestor.name,
-        api_key,
-        callback_secret: requestor.callback_secret,
-    })
+    Ok(CreatedRequestor { id: requestor.id, name: requestor.name, api_key, callback_secret: requestor.callback_secret })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,28 +74,13 @@ pub async fn create_operator(
 ) -> Result<CreatedOperator, ApiError> {
     check_text("name", name, 64)?;
     let api_key = new_api_key("cso");
-    let operator = Operator {
-        id: uuid::Uuid::new_v4().to_string(),
-        name: name.to_owned(),
-        role,
-    };
+    let operator = Operator { id: uuid::Uuid::new_v4().to_string(), name: name.to_owned(), role };
     let now = app.now_ms();
-    app.storage
-        .create_operator(
-            &operator,
-            &app.secrets.keyed_hash(Purpose::ApiKey, api_key.as_bytes()),
-            now,
-        )
-        .await?;
+    app.storage.create_operator(&operator, &app.secrets.keyed_hash(Purpose::ApiKey, api_key.as_bytes()), now).await?;
     let mut audit = AuditEvent::new(now, "operator.created", actor.to_owned(), "ok");
     audit.detail = serde_json::json!({ "operatorId": operator.id, "role": role.as_str() });
     app.storage.append_audit(&audit).await?;
-    Ok(CreatedOperator {
-        id: operator.id,
-        name: operator.name,
-        role,
-        api_key,
-    })
+    Ok(CreatedOperator { id: operator.id, name: operator.name, role, api_key })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,33 +121,14 @@ impl From<&Card> for CardView {
     }
 }
 
-pub async fn create_card(
-    app: &App,
-    req: NewCardRequest,
-    actor: &str,
-) -> Result<CardView, ApiError> {
-    let pan = Pan::parse(req.acct_number.trim())
-        .map_err(|e| ApiError::bad_request(format!("acctNumber: {e}")))?;
+pub async fn create_card(app: &App, req: NewCardRequest, actor: &str) -> Result<CardView, ApiError> {
+    let pan = Pan::parse(req.acct_number.trim()).map_err(|e| ApiError::bad_request(format!("acctNumber: {e}")))?;
     if let Some(lang) = &req.language
-        && (!(2..=8).contains(&lang.len())
-            || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        && (!(2..=8).contains(&lang.len()) || !lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
     {
-        return Err(ApiError::bad_request(
-            "language: expected a language tag such as ja, en or sv",
-        ));
+        return Err(ApiError::bad_request("language: expected a language tag such as ja, en or sv"));
     }
-    if let Some(email) = &req.email
-        && !valid_email(email)
-    {
-        return Err(ApiError::bad_request("email: not a valid address"));
-    }
-    if let Some(phone) = &req.phone
-        && !valid_e164(phone)
-    {
-        return Err(ApiError::bad_request(
-            "phone: expected E.164, e.g. +46701234567",
-        ));
-    }
+    check_contacts(req.email.as_deref(), req.phone.as_deref())?;
     let now = app.now_ms();
     let card = Card {
         id: uuid::Uuid::new_v4().to_string(),
@@ -186,30 +137,61 @@ pub async fn create_card(
         email: req.email,
         phone: req.phone,
         blocked_at: None,
+        failed_code_attempts: 0,
         created_at: now,
     };
-    let new = NewCard {
-        card: card.clone(),
-        pan_hash: app
-            .secrets
-            .keyed_hash(Purpose::CardNumber, pan.as_str().as_bytes()),
-    };
-    app.storage
-        .create_card(&new)
-        .await
-        .map_err(|e| conflict_or(e, "this card number is already registered"))?;
+    let new =
+        NewCard { card: card.clone(), pan_hash: app.secrets.keyed_hash(Purpose::CardNumber, pan.as_str().as_bytes()) };
+    app.storage.create_card(&new).await.map_err(|e| conflict_or(e, "this card number is already registered"))?;
     let mut audit = AuditEvent::new(now, "card.created", actor.to_owned(), "ok");
     audit.card_id = Some(card.id.clone());
     app.storage.append_audit(&audit).await?;
     Ok(CardView::from(&card))
 }
 
+fn check_contacts(email: Option<&str>, phone: Option<&str>) -> Result<(), ApiError> {
+    if email.is_some_and(|e| !valid_email(e)) {
+        return Err(ApiError::bad_request("email: not a valid address"));
+    }
+    if phone.is_some_and(|p| !valid_e164(p)) {
+        return Err(ApiError::bad_request("phone: expected E.164, e.g. +46701234567"));
+    }
+    Ok(())
+}
+
+/// A card's contacts for one-time codes; an absent one is removed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Contacts {
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+/// Replaces one card's contacts. Each card (primary, additional,
+/// supplementary) has its own, so no other card changes.
+pub async fn set_contacts(app: &App, card_id: &str, contacts: Contacts, actor: &str) -> Result<CardView, ApiError> {
+    check_contacts(contacts.email.as_deref(), contacts.phone.as_deref())?;
+    let mut audit = AuditEvent::new(app.now_ms(), "card.contacts_changed", actor.to_owned(), "ok");
+    audit.card_id = Some(card_id.to_owned());
+    audit.detail = serde_json::json!({ "hasEmail": contacts.email.is_some(), "hasPhone": contacts.phone.is_some() });
+    if !app.storage.set_card_contacts(card_id, contacts.email.as_deref(), contacts.phone.as_deref(), &audit).await? {
+        return Err(ApiError::not_found("card"));
+    }
+    card(app, card_id).await
+}
+
+/// Lifts the block that too many wrong codes put on a card.
+pub async fn unblock_card(app: &App, card_id: &str, actor: &str) -> Result<CardView, ApiError> {
+    let mut audit = AuditEvent::new(app.now_ms(), "card.unblocked", actor.to_owned(), "ok");
+    audit.card_id = Some(card_id.to_owned());
+    if !app.storage.unblock_card(card_id, &audit).await? {
+        return Err(ApiError::not_found("card"));
+    }
+    card(app, card_id).await
+}
+
 pub async fn card(app: &App, card_id: &str) -> Result<CardView, ApiError> {
-    let card = app
-        .storage
-        .card(card_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("card"))?;
+    let card = app.storage.card(card_id).await?.ok_or_else(|| ApiError::not_found("card"))?;
     Ok(CardView::from(&card))
 }
 
@@ -228,29 +210,17 @@ pub struct CreatedEnrolmentCode {
     pub expires_at: i64,
 }
 
-pub async fn create_enrolment_code(
-    app: &App,
-    card_id: &str,
-    actor: &str,
-) -> Result<CreatedEnrolmentCode, ApiError> {
-    let card = app
-        .storage
-        .card(card_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("card"))?;
+pub async fn create_enrolment_code(app: &App, card_id: &str, actor: &str) -> Result<CreatedEnrolmentCode, ApiError> {
+    let card = app.storage.card(card_id).await?.ok_or_else(|| ApiError::not_found("card"))?;
     let now = app.now_ms();
     let expires_at = now + app.config.enrolment.code_ttl_secs as i64 * 1000;
     // A lookup collision is astronomically rare but possible: try again.
     for _ in 0..3 {
-        let raw: String = (0..CODE_LEN)
-            .map(|_| CODE_ALPHABET[random_below(32) as usize] as char)
-            .collect();
+        let raw: String = (0..CODE_LEN).map(|_| CODE_ALPHABET[random_below(32) as usize] as char).collect();
         let (lookup, secret) = raw.split_at(CODE_LOOKUP_LEN);
         let code = EnrolmentCode {
             lookup: lookup.to_owned(),
-            secret_hash: app
-                .secrets
-                .keyed_hash(Purpose::EnrolmentCode, secret.as_bytes()),
+            secret_hash: app.secrets.keyed_hash(Purpose::EnrolmentCode, secret.as_bytes()),
             card_id: card.id.clone(),
             created_at: now,
             expires_at,
@@ -259,17 +229,12 @@ pub async fn create_enrolment_code(
         };
         match app.storage.create_enrolment_code(&code).await {
             Ok(()) => {
-                let mut audit =
-                    AuditEvent::new(now, "enrolment_code.created", actor.to_owned(), "ok");
+                let mut audit = AuditEvent::new(now, "enrolment_code.created", actor.to_owned(), "ok");
                 audit.card_id = Some(card.id.clone());
                 audit.detail = serde_json::json!({ "expiresAt": expires_at });
                 app.storage.append_audit(&audit).await?;
                 let grouped = format!("{}-{}-{}", &raw[0..4], &raw[4..8], &raw[8..12]);
-                return Ok(CreatedEnrolmentCode {
-                    code: grouped,
-                    card_id: card.id,
-                    expires_at,
-                });
+                return Ok(CreatedEnrolmentCode { code: grouped, card_id: card.id, expires_at });
             }
             Err(StorageError::Conflict(_)) => continue,
             Err(e) => return Err(e.into()),
@@ -297,9 +262,7 @@ fn conflict_or(e: StorageError, message: &str) -> ApiError {
 fn check_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     let len = value.chars().count();
     if len == 0 || len > max || value.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(format!(
-            "{field}: 1 to {max} printable characters"
-        )));
+        return Err(ApiError::bad_request(format!("{field}: 1 to {max} printable characters")));
     }
     Ok(())
 }
@@ -324,9 +287,7 @@ pub fn valid_e164(phone: &str) -> bool {
     let Some(digits) = phone.strip_prefix('+') else {
         return false;
     };
-    (8..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
+    (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
 }
 
 #[cfg(test)]

@@ -7,15 +7,14 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::emv::{
-    AReq, ARes, AuthenticationType, ChallengeIndicator, EmvError, Pan, TransStatus,
-    TransStatusReason, parse_areq,
+    AReq, ARes, AuthenticationType, ChallengeIndicator, EmvError, Pan, TransStatus, TransStatusReason, parse_areq,
 };
+use crate::flows::codes::{self, Fallback};
 use crate::flows::{authentication_value, challenges};
+use crate::notifier::NotifyError;
 use crate::risk::{CardHistory, LowValueTally, RiskInput, assess};
 use crate::secrets::Purpose;
-use crate::storage::{
-    AuditEvent, Authentication, Card, Challenge, NewAuthentication, Requestor, StorageError,
-};
+use crate::storage::{AuditEvent, Authentication, Card, Challenge, Device, NewAuthentication, Requestor, StorageError};
 
 /// Where browsers post their CReq (the challenge window).
 pub const CHALLENGE_PATH: &str = "/challenge";
@@ -23,8 +22,7 @@ pub const CHALLENGE_PATH: &str = "/challenge";
 pub async fn authenticate(app: &App, requestor: &Requestor, body: &[u8]) -> Result<ARes, EmvError> {
     let areq = parse_areq(body)?;
     let echo = |e: EmvError| {
-        e.with_three_ds_server_trans_id(areq.three_ds_server_trans_id)
-            .with_message_version(areq.message_version)
+        e.with_three_ds_server_trans_id(areq.three_ds_server_trans_id).with_message_version(areq.message_version)
     };
     if areq.three_ds_requestor_id != requestor.id {
         return Err(echo(EmvError::access_denied("threeDSRequestorID")));
@@ -32,53 +30,28 @@ pub async fn authenticate(app: &App, requestor: &Requestor, body: &[u8]) -> Resu
     let transient = |e: StorageError| echo(EmvError::transient(e.to_string()));
     let now = app.now_ms();
     let acs_trans_id = Uuid::new_v4();
-    let card = app
-        .storage
-        .card_by_pan_hash(&pan_hash(app, &areq.acct_number))
-        .await
-        .map_err(transient)?;
+    let card = app.storage.card_by_pan_hash(&pan_hash(app, &areq.acct_number)).await.map_err(transient)?;
 
-    let mut record = new_record(
-        &areq,
-        acs_trans_id,
-        card.as_ref().map(|c| c.id.clone()),
-        now,
-    );
+    let mut record = new_record(&areq, acs_trans_id, card.as_ref().map(|c| c.id.clone()), now);
     let mut challenge: Option<Challenge> = None;
+    let mut devices = Vec::new();
     match screen(&areq, card.as_ref()) {
         Some((status, reason, code)) => refuse(&mut record, status, reason, code),
         None => {
             let card = card.as_ref().expect("screen() refuses unknown cards");
-            let assessment = assess(
-                &app.config.risk,
-                &risk_input(app, &areq, card, now).await.map_err(transient)?,
-            );
-            record.reasons = assessment
-                .reasons
-                .iter()
-                .map(|r| r.as_str().to_owned())
-                .collect();
+            let assessment = assess(&app.config.risk, &risk_input(app, &areq, card, now).await.map_err(transient)?);
+            record.reasons = assessment.reasons.iter().map(|r| r.as_str().to_owned()).collect();
             if !assessment.is_challenge() {
                 record.trans_status = TransStatus::Authenticated.as_str().into();
                 record.low_value_exempt = assessment.grants_low_value_exemption();
-                record.authentication_value =
-                    Some(authentication_value::compute(&app.secrets, &record));
+                record.authentication_value = Some(authentication_value::compute(&app.secrets, &record));
                 record.eci = Some(authentication_value::ECI_AUTHENTICATED.into());
-            } else if app
-                .storage
-                .card_devices(&card.id)
-                .await
-                .map_err(transient)?
-                .is_empty()
-            {
-                refuse(
-                    &mut record,
-                    TransStatus::NotAuthenticated,
-                    TransStatusReason::CardholderNotEnrolled,
-                    "no_enrolled_device",
-                );
             } else {
-                let c = challenges::new_challenge(app, &record, &card.id, now);
+                devices = app.storage.card_devices(&card.id).await.map_err(transient)?;
+                let mut c = challenges::new_challenge(app, &record, &card.id, now);
+                if devices.iter().any(Device::pushable) {
+                    c.push_deadline = Some(now + app.config.codes.push_timeout_secs as i64 * 1000);
+                }
                 record.trans_status = TransStatus::Challenge.as_str().into();
                 record.challenge_id = Some(c.id.clone());
                 challenge = Some(c);
@@ -86,21 +59,13 @@ pub async fn authenticate(app: &App, requestor: &Requestor, body: &[u8]) -> Resu
         }
     }
 
-    let mut audit = AuditEvent::new(
-        now,
-        "authentication.decided",
-        format!("requestor:{}", requestor.id),
-        &record.trans_status,
-    );
+    let mut audit =
+        AuditEvent::new(now, "authentication.decided", format!("requestor:{}", requestor.id), &record.trans_status);
     audit.card_id = record.card_id.clone();
     audit.acs_trans_id = Some(record.acs_trans_id.clone());
     audit.challenge_id = record.challenge_id.clone();
     audit.detail = serde_json::json!({ "reasons": record.reasons, "transStatusReason": record.trans_status_reason });
-    let new = NewAuthentication {
-        authentication: record.clone(),
-        challenge: challenge.clone(),
-        audit,
-    };
+    let new = NewAuthentication { authentication: record.clone(), challenge: challenge.clone(), audit };
     match app.storage.record_authentication(&new).await {
         Ok(()) => {}
         Err(StorageError::Conflict(_)) => {
@@ -112,39 +77,24 @@ pub async fn authenticate(app: &App, requestor: &Requestor, body: &[u8]) -> Resu
         Err(e) => return Err(transient(e)),
     }
     if let Some(c) = &challenge {
-        send_pushes(app, c).await;
+        reach_cardholder(app, c, &devices).await;
     }
     Ok(ares(app, &areq, acs_trans_id, &record))
 }
 
 /// Refusals that need no risk assessment: unknown, blocked or expired card.
-fn screen(
-    areq: &AReq,
-    card: Option<&Card>,
-) -> Option<(TransStatus, TransStatusReason, &'static str)> {
+fn screen(areq: &AReq, card: Option<&Card>) -> Option<(TransStatus, TransStatusReason, &'static str)> {
     let Some(card) = card else {
-        return Some((
-            TransStatus::NotAuthenticated,
-            TransStatusReason::NoCardRecord,
-            "unknown_card",
-        ));
+        return Some((TransStatus::NotAuthenticated, TransStatusReason::NoCardRecord, "unknown_card"));
     };
     if card.blocked_at.is_some() {
-        return Some((
-            TransStatus::Rejected,
-            TransStatusReason::TransactionNotPermitted,
-            "card_blocked",
-        ));
+        return Some((TransStatus::Rejected, TransStatusReason::TransactionNotPermitted, "card_blocked"));
     }
     if let (Some(expiry), Some(purchase)) = (areq.card_expiry_date, areq.purchase) {
         use chrono::Datelike;
         let (year, month) = (purchase.date.year(), purchase.date.month());
         if (i32::from(expiry.year()), u32::from(expiry.month)) < (year, month) {
-            return Some((
-                TransStatus::NotAuthenticated,
-                TransStatusReason::ExpiredCard,
-                "card_expired",
-            ));
+            return Some((TransStatus::NotAuthenticated, TransStatusReason::ExpiredCard, "card_expired"));
         }
     }
     None
@@ -157,19 +107,12 @@ fn refuse(record: &mut Authentication, status: TransStatus, reason: TransStatusR
 }
 
 fn pan_hash(app: &App, pan: &Pan) -> Vec<u8> {
-    app.secrets
-        .keyed_hash(Purpose::CardNumber, pan.as_str().as_bytes())
+    app.secrets.keyed_hash(Purpose::CardNumber, pan.as_str().as_bytes())
 }
 
-fn new_record(
-    areq: &AReq,
-    acs_trans_id: Uuid,
-    card_id: Option<String>,
-    now: i64,
-) -> Authentication {
-    let (amount_minor, currency, exponent) = areq
-        .purchase
-        .map_or((0, 0, 0), |p| (p.amount, p.currency.numeric, p.exponent));
+fn new_record(areq: &AReq, acs_trans_id: Uuid, card_id: Option<String>, now: i64) -> Authentication {
+    let (amount_minor, currency, exponent) =
+        areq.purchase.map_or((0, 0, 0), |p| (p.amount, p.currency.numeric, p.exponent));
     Authentication {
         acs_trans_id: acs_trans_id.to_string(),
         ds_trans_id: areq.three_ds_server_trans_id.to_string(),
@@ -190,25 +133,17 @@ fn new_record(
         authentication_value: None,
         eci: None,
         challenge_id: None,
+        browser_language: areq.browser.as_ref().map(|b| b.language.clone()),
+        browser_tz: areq.browser.as_ref().map(|b| b.tz_offset_minutes),
         created_at: now,
         updated_at: now,
     }
 }
 
-async fn risk_input(
-    app: &App,
-    areq: &AReq,
-    card: &Card,
-    now: i64,
-) -> Result<RiskInput, StorageError> {
-    let (amount_minor, currency) = areq
-        .purchase
-        .map_or((0, 0), |p| (p.amount, p.currency.numeric));
+async fn risk_input(app: &App, areq: &AReq, card: &Card, now: i64) -> Result<RiskInput, StorageError> {
+    let (amount_minor, currency) = areq.purchase.map_or((0, 0), |p| (p.amount, p.currency.numeric));
     let window_start = now - app.config.risk.velocity.window_secs as i64 * 1000;
-    let activity = app
-        .storage
-        .card_activity(&card.id, currency, window_start)
-        .await?;
+    let activity = app.storage.card_activity(&card.id, currency, window_start).await?;
     Ok(RiskInput {
         amount_minor,
         currency,
@@ -225,32 +160,58 @@ async fn risk_input(
     })
 }
 
-/// Pushes to every device of the card that can receive one. The challenge
-/// is already stored, so a failed push loses nothing: the app can still
-/// pull it, and the failure is audited.
-async fn send_pushes(app: &App, challenge: &Challenge) {
-    let devices = match app.storage.card_devices(&challenge.card_id).await {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not list devices to push to");
-            return;
-        }
+/// Pushes to every device of the card that can take one, or falls back to
+/// a one-time code at once when none can. The challenge is already stored,
+/// so a failure here loses nothing: the app can still pull it, and the
+/// code path still runs. Failures are logged and audited, not returned.
+async fn reach_cardholder(app: &App, challenge: &Challenge, devices: &[Device]) {
+    let fallback = if devices.is_empty() {
+        Some(Fallback::NoDevice)
+    } else if !devices.iter().any(Device::pushable) {
+        Some(Fallback::NotificationsOff)
+    } else {
+        push_all(app, challenge, devices).await
     };
-    let payload = PushPayload {
-        challenge_id: challenge.id.clone(),
-        expires_at: challenge.expires_at,
-    };
+    if let Some(reason) = fallback
+        && let Err(e) = codes::start(app, challenge, reason).await
+    {
+        tracing::warn!(challenge_id = %challenge.id, error = %e, "could not start the one-time code fallback");
+    }
+}
+
+/// Sends the pushes; returns the fallback to take when none went out.
+async fn push_all(app: &App, challenge: &Challenge, devices: &[Device]) -> Option<Fallback> {
+    let payload = PushPayload { challenge_id: challenge.id.clone(), expires_at: challenge.expires_at };
+    let (mut sent, mut rejected) = (0, 0);
     for device in devices.iter().filter(|d| d.pushable()) {
-        if let Err(e) = app.notifier.notify(device, &payload, app.now_ms()).await {
-            tracing::warn!(device_id = %device.id, error = %e, "push failed");
-            let mut audit = AuditEvent::new(app.now_ms(), "push.failed", "system".into(), "failed");
-            audit.challenge_id = Some(challenge.id.clone());
-            audit.device_id = Some(device.id.clone());
-            audit.detail = serde_json::json!({ "error": e.to_string() });
-            if let Err(e) = app.storage.append_audit(&audit).await {
-                tracing::warn!(error = %e, "could not audit a failed push");
+        let error = match app.notifier.notify(device, &payload, app.now_ms()).await {
+            Ok(()) => {
+                sent += 1;
+                continue;
+            }
+            Err(e) => e,
+        };
+        tracing::warn!(device_id = %device.id, error = %error, "push failed");
+        if let NotifyError::TokenRejected(_) = error {
+            rejected += 1;
+            // Until the app reports a new token, this device gets no pushes.
+            if let Err(e) = app.storage.mark_push_unreachable(&device.id, app.now_ms()).await {
+                tracing::warn!(error = %e, "could not mark a device unreachable");
             }
         }
+        let mut audit = AuditEvent::new(app.now_ms(), "push.failed", "system".into(), "failed");
+        audit.card_id = Some(challenge.card_id.clone());
+        audit.challenge_id = Some(challenge.id.clone());
+        audit.device_id = Some(device.id.clone());
+        audit.detail = serde_json::json!({ "error": error.to_string() });
+        if let Err(e) = app.storage.append_audit(&audit).await {
+            tracing::warn!(error = %e, "could not audit a failed push");
+        }
+    }
+    match (sent, rejected) {
+        (0, r) if r > 0 => Some(Fallback::TokenRejected),
+        (0, _) => Some(Fallback::PushFailed),
+        _ => None,
     }
 }
 
@@ -261,17 +222,8 @@ fn ares(app: &App, areq: &AReq, acs_trans_id: Uuid, record: &Authentication) -> 
         "R" => TransStatus::Rejected,
         _ => TransStatus::NotAuthenticated,
     };
-    let mut ares = ARes::for_areq(
-        areq,
-        acs_trans_id,
-        app.config.issuer.acs_reference_number.clone(),
-        status,
-    );
-    if let Some(reason) = record
-        .trans_status_reason
-        .as_deref()
-        .and_then(TransStatusReason::parse)
-    {
+    let mut ares = ARes::for_areq(areq, acs_trans_id, app.config.issuer.acs_reference_number.clone(), status);
+    if let Some(reason) = record.trans_status_reason.as_deref().and_then(TransStatusReason::parse) {
         ares = ares.with_reason(reason);
     }
     if let (Some(value), Some(eci)) = (&record.authentication_value, &record.eci) {

@@ -57,30 +57,17 @@ pub struct VerifyResponse {
 /// Checks a value against the stored transaction and the card number,
 /// amount and currency the issuer is authorising.
 pub async fn verify(app: &App, req: &VerifyRequest) -> Result<VerifyResponse, ApiError> {
-    let invalid = Ok(VerifyResponse {
-        valid: false,
-        eci: None,
-    });
-    let pan = Pan::parse(req.acct_number.trim())
-        .map_err(|e| ApiError::bad_request(format!("acctNumber: {e}")))?;
-    let amount: u64 = req
-        .purchase_amount
-        .parse()
-        .map_err(|_| ApiError::bad_request("purchaseAmount: digits expected"))?;
-    let currency: u16 = req
-        .purchase_currency
-        .parse()
-        .map_err(|_| ApiError::bad_request("purchaseCurrency: 3 digits expected"))?;
+    let invalid = Ok(VerifyResponse { valid: false, eci: None });
+    let pan = Pan::parse(req.acct_number.trim()).map_err(|e| ApiError::bad_request(format!("acctNumber: {e}")))?;
+    let amount: u64 =
+        req.purchase_amount.parse().map_err(|_| ApiError::bad_request("purchaseAmount: digits expected"))?;
+    let currency: u16 =
+        req.purchase_currency.parse().map_err(|_| ApiError::bad_request("purchaseCurrency: 3 digits expected"))?;
     let Some(a) = app.storage.authentication(&req.acs_trans_id).await? else {
         return invalid;
     };
-    let Some(card) = app
-        .storage
-        .card_by_pan_hash(
-            &app.secrets
-                .keyed_hash(Purpose::CardNumber, pan.as_str().as_bytes()),
-        )
-        .await?
+    let Some(card) =
+        app.storage.card_by_pan_hash(&app.secrets.keyed_hash(Purpose::CardNumber, pan.as_str().as_bytes())).await?
     else {
         return invalid;
     };
@@ -92,20 +79,11 @@ pub async fn verify(app: &App, req: &VerifyRequest) -> Result<VerifyResponse, Ap
         && a.amount_minor == amount
         && a.currency == currency
         && constant_time_eq(stored_value.as_bytes(), req.authentication_value.as_bytes())
-        && constant_time_eq(
-            compute(&app.secrets, &a).as_bytes(),
-            req.authentication_value.as_bytes(),
-        );
+        && constant_time_eq(compute(&app.secrets, &a).as_bytes(), req.authentication_value.as_bytes());
     Ok(if matches {
-        VerifyResponse {
-            valid: true,
-            eci: a.eci.clone(),
-        }
+        VerifyResponse { valid: true, eci: a.eci.clone() }
     } else {
-        VerifyResponse {
-            valid: false,
-            eci: None,
-        }
+        VerifyResponse { valid: false, eci: None }
     })
 }
 
@@ -134,6 +112,8 @@ mod tests {
             authentication_value: None,
             eci: None,
             challenge_id: None,
+            browser_language: None,
+            browser_tz: None,
             created_at: 0,
             updated_at: 0,
         }
@@ -144,16 +124,7 @@ mod tests {
         let s = Secrets::from_master_key(&[1; 32]);
         let v = compute(&s, &auth());
         assert_eq!(v.len(), 28);
-        assert_ne!(
-            v,
-            compute(
-                &s,
-                &Authentication {
-                    amount_minor: 101,
-                    ..auth()
-                }
-            )
-        );
+        assert_ne!(v, compute(&s, &Authentication { amount_minor: 101, ..auth() }));
         assert_ne!(v, compute(&Secrets::from_master_key(&[2; 32]), &auth()));
     }
 }

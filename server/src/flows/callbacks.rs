@@ -9,9 +9,7 @@ use std::time::Duration;
 use ring::hmac;
 
 use crate::app::App;
-use crate::emv::{
-    ChallengeCancel, MessageCategory, MessageVersion, RReq, TransStatus, TransStatusReason,
-};
+use crate::emv::{ChallengeCancel, MessageCategory, MessageVersion, RReq, TransStatus, TransStatusReason};
 use crate::error::ApiError;
 use crate::storage::{Authentication, CallbackAttempt, CallbackJob, CallbackNext, NewCallback};
 
@@ -31,19 +29,8 @@ pub fn result_callback(a: &Authentication, cancelled_by_cardholder: bool) -> New
     let version = MessageVersion::parse(&a.message_version).unwrap_or(MessageVersion::V2_2_0);
     let category = MessageCategory::parse(&a.message_category).unwrap_or(MessageCategory::Payment);
     let parse_uuid = |s: &str| uuid::Uuid::parse_str(s).unwrap_or_default();
-    let mut rreq = RReq::new(
-        version,
-        parse_uuid(&a.ds_trans_id),
-        parse_uuid(&a.acs_trans_id),
-        status,
-        1,
-        category,
-    );
-    if let Some(reason) = a
-        .trans_status_reason
-        .as_deref()
-        .and_then(TransStatusReason::parse)
-    {
+    let mut rreq = RReq::new(version, parse_uuid(&a.ds_trans_id), parse_uuid(&a.acs_trans_id), status, 1, category);
+    if let Some(reason) = a.trans_status_reason.as_deref().and_then(TransStatusReason::parse) {
         rreq = rreq.with_reason(reason);
     }
     if let (Some(value), Some(eci)) = (&a.authentication_value, &a.eci) {
@@ -51,9 +38,7 @@ pub fn result_callback(a: &Authentication, cancelled_by_cardholder: bool) -> New
     }
     if cancelled_by_cardholder {
         rreq = rreq.with_challenge_cancel(ChallengeCancel::CardholderCancelled);
-    } else if a.trans_status_reason.as_deref()
-        == Some(TransStatusReason::TransactionTimedOutAtAcs.as_str())
-    {
+    } else if a.trans_status_reason.as_deref() == Some(TransStatusReason::TransactionTimedOutAtAcs.as_str()) {
         rreq = rreq.with_challenge_cancel(ChallengeCancel::AcsTimedOut);
     }
     NewCallback {
@@ -74,12 +59,8 @@ pub fn sign(secret: &str, timestamp_ms: i64, body: &str) -> String {
 /// Delay before attempt `attempt + 1`: doubling from the initial backoff.
 pub fn backoff_ms(app: &App, attempt: u32) -> i64 {
     let c = &app.config.callbacks;
-    let factor = 1u64
-        .checked_shl(attempt.saturating_sub(1))
-        .unwrap_or(u64::MAX);
-    c.initial_backoff_ms
-        .saturating_mul(factor)
-        .min(c.max_backoff_ms) as i64
+    let factor = 1u64.checked_shl(attempt.saturating_sub(1)).unwrap_or(u64::MAX);
+    c.initial_backoff_ms.saturating_mul(factor).min(c.max_backoff_ms) as i64
 }
 
 /// Sends every due callback once; returns how many were attempted.
@@ -94,12 +75,7 @@ pub async fn deliver_due(app: &App) -> Result<usize, ApiError> {
 }
 
 async fn deliver(app: &App, job: CallbackJob) -> Result<(), ApiError> {
-    let secret = app
-        .storage
-        .requestor(&job.requestor_id)
-        .await?
-        .map(|r| r.callback_secret)
-        .unwrap_or_default();
+    let secret = app.storage.requestor(&job.requestor_id).await?.map(|r| r.callback_secret).unwrap_or_default();
     let sent_at = app.now_ms();
     let response = app
         .http
@@ -112,10 +88,7 @@ async fn deliver(app: &App, job: CallbackJob) -> Result<(), ApiError> {
     let attempt_no = job.attempts + 1;
     let (http_status, error) = match response {
         Ok(r) if r.status().is_success() => (Some(r.status().as_u16()), None),
-        Ok(r) => (
-            Some(r.status().as_u16()),
-            Some(format!("HTTP {}", r.status().as_u16())),
-        ),
+        Ok(r) => (Some(r.status().as_u16()), Some(format!("HTTP {}", r.status().as_u16()))),
         // The error names the host, never the body.
         Err(e) => (None, Some(describe(&e))),
     };
@@ -129,15 +102,8 @@ async fn deliver(app: &App, job: CallbackJob) -> Result<(), ApiError> {
     if let Some(e) = &error {
         tracing::warn!(acs_trans_id = %job.acs_trans_id, attempt = attempt_no, error = %e, "result callback failed");
     }
-    let attempt = CallbackAttempt {
-        attempt: attempt_no,
-        at: sent_at,
-        http_status,
-        error,
-    };
-    app.storage
-        .record_callback_attempt(&job, &attempt, next)
-        .await?;
+    let attempt = CallbackAttempt { attempt: attempt_no, at: sent_at, http_status, error };
+    app.storage.record_callback_attempt(&job, &attempt, next).await?;
     Ok(())
 }
 

@@ -8,9 +8,7 @@ use axum::http::StatusCode;
 use countersign_core::protocol::wire::{
     ChallengeOutcome, ChallengeView, DecisionReceipt, DecisionRequest, EnrolledCard, ErrorCode,
 };
-use countersign_core::protocol::{
-    Decision, DecisionMessage, DenyReason, PublicKey, TransactionTerms, check_freshness,
-};
+use countersign_core::protocol::{Decision, DecisionMessage, DenyReason, PublicKey, TransactionTerms, check_freshness};
 
 use crate::app::App;
 use crate::emv::{TransStatus, TransStatusReason};
@@ -25,12 +23,7 @@ pub const NONCE_LEN: usize = 32;
 /// the policy asks for it, picks a two-digit number for the checkout and
 /// two different decoys for the app, in random order.
 pub fn new_challenge(app: &App, a: &Authentication, card_id: &str, now: i64) -> Challenge {
-    let (number_match, number_choices) = if app
-        .config
-        .challenge
-        .number_match
-        .applies(a.currency, a.amount_minor)
-    {
+    let (number_match, number_choices) = if app.config.challenge.number_match.applies(a.currency, a.amount_minor) {
         let mut choices: Vec<u8> = Vec::with_capacity(3);
         while choices.len() < 3 {
             let n = 10 + random_below(90) as u8;
@@ -56,6 +49,8 @@ pub fn new_challenge(app: &App, a: &Authentication, card_id: &str, now: i64) -> 
         decided_at: None,
         decided_by_device: None,
         outcome_reason: None,
+        push_deadline: None,
+        fallback_reason: None,
     }
 }
 
@@ -71,11 +66,7 @@ pub fn terms(a: &Authentication) -> TransactionTerms {
 }
 
 async fn load(app: &App, challenge_id: &str) -> Result<(Challenge, Authentication), ApiError> {
-    let challenge = app
-        .storage
-        .challenge(challenge_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("challenge"))?;
+    let challenge = app.storage.challenge(challenge_id).await?.ok_or_else(|| ApiError::not_found("challenge"))?;
     let auth = app
         .storage
         .authentication(&challenge.acs_trans_id)
@@ -96,22 +87,9 @@ async fn require_enrolled(app: &App, device: &Device, card_id: &str) -> Result<(
     }
 }
 
-async fn view(
-    app: &App,
-    challenge: &Challenge,
-    auth: &Authentication,
-) -> Result<ChallengeView, ApiError> {
-    let card = app
-        .storage
-        .card(&challenge.card_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("card"))?;
-    let requestor_name = app
-        .storage
-        .requestor(&auth.requestor_id)
-        .await?
-        .map(|r| r.name)
-        .unwrap_or_default();
+async fn view(app: &App, challenge: &Challenge, auth: &Authentication) -> Result<ChallengeView, ApiError> {
+    let card = app.storage.card(&challenge.card_id).await?.ok_or_else(|| ApiError::not_found("card"))?;
+    let requestor_name = app.storage.requestor(&auth.requestor_id).await?.map(|r| r.name).unwrap_or_default();
     Ok(ChallengeView {
         challenge_id: challenge.id.clone(),
         card: EnrolledCard {
@@ -129,11 +107,7 @@ async fn view(
 }
 
 /// One challenge, for a device enrolled for its card.
-pub async fn show(
-    app: &App,
-    device: &Device,
-    challenge_id: &str,
-) -> Result<ChallengeView, ApiError> {
+pub async fn show(app: &App, device: &Device, challenge_id: &str) -> Result<ChallengeView, ApiError> {
     let (challenge, auth) = load(app, challenge_id).await?;
     require_enrolled(app, device, &challenge.card_id).await?;
     view(app, &challenge, &auth).await
@@ -143,11 +117,7 @@ pub async fn show(
 /// a push that never arrived.
 pub async fn pending(app: &App, device: &Device) -> Result<Vec<ChallengeView>, ApiError> {
     let mut views = Vec::new();
-    for challenge in app
-        .storage
-        .pending_challenges_for_device(&device.id, app.now_ms())
-        .await?
-    {
+    for challenge in app.storage.pending_challenges_for_device(&device.id, app.now_ms()).await? {
         if let Some(auth) = app.storage.authentication(&challenge.acs_trans_id).await? {
             views.push(view(app, &challenge, &auth).await?);
         }
@@ -156,11 +126,7 @@ pub async fn pending(app: &App, device: &Device) -> Result<Vec<ChallengeView>, A
 }
 
 fn mismatch(code: ErrorCode, what: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        code,
-        format!("the {what} does not match this purchase"),
-    )
+    ApiError::new(StatusCode::BAD_REQUEST, code, format!("the {what} does not match this purchase"))
 }
 
 /// Verifies and applies a cardholder's signed decision.
@@ -173,37 +139,19 @@ pub async fn decide(
     if req.challenge_id != challenge_id {
         return Err(mismatch(ErrorCode::ChallengeMismatch, "challenge id"));
     }
-    let decision = req.decision().ok_or_else(|| {
-        ApiError::bad_request("a denial needs a denyReason; an approval has none")
-    })?;
+    let decision =
+        req.decision().ok_or_else(|| ApiError::bad_request("a denial needs a denyReason; an approval has none"))?;
     let (challenge, auth) = load(app, challenge_id).await?;
     require_enrolled(app, device, &challenge.card_id).await?;
 
     let stored = terms(&auth);
     let checks = [
+        (req.terms.amount_minor == stored.amount_minor, ErrorCode::AmountMismatch, "amount"),
+        (req.terms.currency == stored.currency, ErrorCode::CurrencyMismatch, "currency"),
+        (req.terms.exponent == stored.exponent, ErrorCode::ExponentMismatch, "currency exponent"),
+        (req.terms.merchant_name == stored.merchant_name, ErrorCode::MerchantMismatch, "merchant"),
         (
-            req.terms.amount_minor == stored.amount_minor,
-            ErrorCode::AmountMismatch,
-            "amount",
-        ),
-        (
-            req.terms.currency == stored.currency,
-            ErrorCode::CurrencyMismatch,
-            "currency",
-        ),
-        (
-            req.terms.exponent == stored.exponent,
-            ErrorCode::ExponentMismatch,
-            "currency exponent",
-        ),
-        (
-            req.terms.merchant_name == stored.merchant_name,
-            ErrorCode::MerchantMismatch,
-            "merchant",
-        ),
-        (
-            req.terms.requestor_id == stored.requestor_id
-                && req.terms.merchant_id == stored.merchant_id,
+            req.terms.requestor_id == stored.requestor_id && req.terms.merchant_id == stored.merchant_id,
             ErrorCode::RequestorMismatch,
             "requestor",
         ),
@@ -212,9 +160,7 @@ pub async fn decide(
         return Err(mismatch(code, what));
     }
     if challenge.number_match.is_none() && req.number_match.is_some() {
-        return Err(ApiError::bad_request(
-            "numberMatch: this challenge has no number to match",
-        ));
+        return Err(ApiError::bad_request("numberMatch: this challenge has no number to match"));
     }
 
     let now = app.now_ms();
@@ -240,28 +186,15 @@ pub async fn decide(
         return Err(closed(ChallengeState::Expired));
     }
     let ending = match decision {
-        Decision::Approve
-            if challenge.number_match.is_some() && req.number_match != challenge.number_match =>
-        {
-            Ending::NumberMismatch {
-                device_id: device.id.clone(),
-            }
+        Decision::Approve if challenge.number_match.is_some() && req.number_match != challenge.number_match => {
+            Ending::NumberMismatch { device_id: device.id.clone() }
         }
-        Decision::Approve => Ending::Approved {
-            device_id: device.id.clone(),
-        },
-        Decision::Deny(reason) => Ending::Denied {
-            device_id: device.id.clone(),
-            reason,
-        },
+        Decision::Approve => Ending::Approved { device_id: device.id.clone() },
+        Decision::Deny(reason) => Ending::Denied { device_id: device.id.clone(), reason },
     };
     let state = ending.state();
     if !finish(app, &challenge, &auth, ending, now).await? {
-        let now_state = app
-            .storage
-            .challenge(challenge_id)
-            .await?
-            .map_or(ChallengeState::Expired, |c| c.state);
+        let now_state = app.storage.challenge(challenge_id).await?.map_or(ChallengeState::Expired, |c| c.state);
         return Err(closed(now_state));
     }
     let outcome = match state {
@@ -269,24 +202,15 @@ pub async fn decide(
         ChallengeState::Cancelled => ChallengeOutcome::Cancelled,
         _ => ChallengeOutcome::Denied,
     };
-    Ok(DecisionReceipt {
-        challenge_id: challenge.id,
-        outcome,
-        decided_at: now,
-    })
+    Ok(DecisionReceipt { challenge_id: challenge.id, outcome, decided_at: now })
 }
 
 fn closed(state: ChallengeState) -> ApiError {
     match state {
-        ChallengeState::Expired => ApiError::new(
-            StatusCode::GONE,
-            ErrorCode::ChallengeExpired,
-            "this challenge has expired",
-        ),
-        _ => ApiError::conflict(
-            ErrorCode::AlreadyDecided,
-            "this challenge was already answered",
-        ),
+        ChallengeState::Expired => {
+            ApiError::new(StatusCode::GONE, ErrorCode::ChallengeExpired, "this challenge has expired")
+        }
+        _ => ApiError::conflict(ErrorCode::AlreadyDecided, "this challenge was already answered"),
     }
 }
 
@@ -305,35 +229,36 @@ pub enum Ending {
     NumberMismatch {
         device_id: String,
     },
+    /// The cardholder typed the right one-time code.
+    CodeVerified,
+    /// Too many wrong codes: the card is blocked.
+    CardBlocked,
+    /// A resend was asked for after the code expired: the purchase must
+    /// start again.
+    CodeExpired,
     Expired,
 }
 
 impl Ending {
     fn state(&self) -> ChallengeState {
         match self {
-            Ending::Approved { .. } => ChallengeState::Approved,
+            Ending::Approved { .. } | Ending::CodeVerified => ChallengeState::Approved,
             // The cardholder made the purchase but called it off.
-            Ending::Denied {
-                reason: DenyReason::Cancelled,
-                ..
-            } => ChallengeState::Cancelled,
-            Ending::Denied { .. } | Ending::NumberMismatch { .. } => ChallengeState::Denied,
-            Ending::Expired => ChallengeState::Expired,
+            Ending::Denied { reason: DenyReason::Cancelled, .. } => ChallengeState::Cancelled,
+            Ending::Denied { .. } | Ending::NumberMismatch { .. } | Ending::CardBlocked => ChallengeState::Denied,
+            Ending::Expired | Ending::CodeExpired => ChallengeState::Expired,
         }
     }
 
     fn reason_code(&self) -> &'static str {
         match self {
             Ending::Approved { .. } => "approved",
-            Ending::Denied {
-                reason: DenyReason::NotMe,
-                ..
-            } => "not_me",
-            Ending::Denied {
-                reason: DenyReason::Cancelled,
-                ..
-            } => "cancelled",
+            Ending::Denied { reason: DenyReason::NotMe, .. } => "not_me",
+            Ending::Denied { reason: DenyReason::Cancelled, .. } => "cancelled",
             Ending::NumberMismatch { .. } => "number_mismatch",
+            Ending::CodeVerified => "code_verified",
+            Ending::CardBlocked => "card_blocked",
+            Ending::CodeExpired => "code_expired",
             Ending::Expired => "expired",
         }
     }
@@ -343,7 +268,15 @@ impl Ending {
             Ending::Approved { device_id }
             | Ending::Denied { device_id, .. }
             | Ending::NumberMismatch { device_id } => Some(device_id.clone()),
-            Ending::Expired => None,
+            Ending::CodeVerified | Ending::CardBlocked | Ending::CodeExpired | Ending::Expired => None,
+        }
+    }
+
+    fn actor(&self) -> String {
+        match (self, self.device_id()) {
+            (_, Some(device)) => format!("device:{device}"),
+            (Ending::CodeVerified | Ending::CardBlocked | Ending::CodeExpired, None) => "cardholder:window".into(),
+            _ => "system".into(),
         }
     }
 
@@ -351,19 +284,12 @@ impl Ending {
     fn trans_status(&self) -> (TransStatus, Option<TransStatusReason>) {
         let denied = TransStatus::NotAuthenticated;
         match self {
-            Ending::Approved { .. } => (TransStatus::Authenticated, None),
-            Ending::Denied {
-                reason: DenyReason::NotMe,
-                ..
-            } => (denied, Some(TransStatusReason::SuspectedFraud)),
-            Ending::Denied {
-                reason: DenyReason::Cancelled,
-                ..
-            }
-            | Ending::NumberMismatch { .. } => {
-                (denied, Some(TransStatusReason::CardAuthenticationFailed))
-            }
-            Ending::Expired => (denied, Some(TransStatusReason::TransactionTimedOutAtAcs)),
+            Ending::Approved { .. } | Ending::CodeVerified => (TransStatus::Authenticated, None),
+            Ending::Denied { reason: DenyReason::NotMe, .. } => (denied, Some(TransStatusReason::SuspectedFraud)),
+            Ending::Denied { reason: DenyReason::Cancelled, .. }
+            | Ending::NumberMismatch { .. }
+            | Ending::CardBlocked => (denied, Some(TransStatusReason::CardAuthenticationFailed)),
+            Ending::Expired | Ending::CodeExpired => (denied, Some(TransStatusReason::TransactionTimedOutAtAcs)),
         }
     }
 }
@@ -388,22 +314,15 @@ pub async fn finish(
         after.authentication_value = Some(authentication_value::compute(&app.secrets, &after));
         after.eci = Some(authentication_value::ECI_AUTHENTICATED.to_owned());
     }
-    let cancelled_by_cardholder = matches!(
-        ending,
-        Ending::Denied {
-            reason: DenyReason::Cancelled,
-            ..
-        }
-    );
-    let actor = ending
-        .device_id()
-        .map_or_else(|| "system".to_owned(), |d| format!("device:{d}"));
+    let cancelled_by_cardholder = matches!(ending, Ending::Denied { reason: DenyReason::Cancelled, .. });
+    let actor = ending.actor();
     let mut audit = AuditEvent::new(now, "challenge.ended", actor, ending.reason_code());
     audit.card_id = Some(challenge.card_id.clone());
     audit.acs_trans_id = Some(auth.acs_trans_id.clone());
     audit.challenge_id = Some(challenge.id.clone());
     audit.device_id = ending.device_id();
-    audit.detail = serde_json::json!({ "transStatus": trans_status.as_str(), "transStatusReason": after.trans_status_reason });
+    audit.detail =
+        serde_json::json!({ "transStatus": trans_status.as_str(), "transStatusReason": after.trans_status_reason });
     let end = ChallengeEnd {
         challenge_id: challenge.id.clone(),
         state: ending.state(),
@@ -415,6 +334,7 @@ pub async fn finish(
         authentication_value: after.authentication_value.clone(),
         eci: after.eci.clone(),
         callback: Some(callbacks::result_callback(&after, cancelled_by_cardholder)),
+        code_verified: matches!(ending, Ending::CodeVerified),
         audit,
     };
     Ok(app.storage.end_challenge(&end).await?)

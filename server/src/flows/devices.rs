@@ -6,33 +6,15 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::storage::{AuditEvent, Device};
 
-pub async fn set_push_settings(
-    app: &App,
-    device: &Device,
-    settings: PushSettings,
-) -> Result<(), ApiError> {
-    if settings
-        .push_token
-        .as_ref()
-        .is_some_and(|t| t.is_empty() || t.len() > 4096)
-    {
+pub async fn set_push_settings(app: &App, device: &Device, settings: PushSettings) -> Result<(), ApiError> {
+    if settings.push_token.as_ref().is_some_and(|t| t.is_empty() || t.len() > 4096) {
         return Err(ApiError::bad_request("pushToken: 1 to 4096 characters"));
     }
     let now = app.now_ms();
     app.storage
-        .set_push_settings(
-            &device.id,
-            settings.push_token.as_deref(),
-            settings.notifications_enabled,
-            now,
-        )
+        .set_push_settings(&device.id, settings.push_token.as_deref(), settings.notifications_enabled, now)
         .await?;
-    let mut audit = AuditEvent::new(
-        now,
-        "device.push_settings",
-        format!("device:{}", device.id),
-        "ok",
-    );
+    let mut audit = AuditEvent::new(now, "device.push_settings", format!("device:{}", device.id), "ok");
     audit.device_id = Some(device.id.clone());
     audit.detail = serde_json::json!({
         "notificationsEnabled": settings.notifications_enabled,
@@ -43,34 +25,18 @@ pub async fn set_push_settings(
 }
 
 pub async fn unenrol_card(app: &App, device: &Device, card_id: &str) -> Result<(), ApiError> {
-    let mut audit = AuditEvent::new(
-        app.now_ms(),
-        "device.unenrolled_card",
-        format!("device:{}", device.id),
-        "ok",
-    );
+    let mut audit = AuditEvent::new(app.now_ms(), "device.unenrolled_card", format!("device:{}", device.id), "ok");
     audit.device_id = Some(device.id.clone());
     audit.card_id = Some(card_id.to_owned());
-    if !app
-        .storage
-        .unenrol_card(&device.id, card_id, &audit)
-        .await?
-    {
-        return Err(ApiError::not_found(
-            "enrolment of this device for that card",
-        ));
+    if !app.storage.unenrol_card(&device.id, card_id, &audit).await? {
+        return Err(ApiError::not_found("enrolment of this device for that card"));
     }
     Ok(())
 }
 
 pub async fn unenrol_device(app: &App, device: &Device) -> Result<(), ApiError> {
     let now = app.now_ms();
-    let mut audit = AuditEvent::new(
-        now,
-        "device.unenrolled",
-        format!("device:{}", device.id),
-        "ok",
-    );
+    let mut audit = AuditEvent::new(now, "device.unenrolled", format!("device:{}", device.id), "ok");
     audit.device_id = Some(device.id.clone());
     app.storage.revoke_device(&device.id, now, &audit).await?;
     Ok(())

@@ -6,6 +6,7 @@ pub mod authenticate;
 pub mod authentication_value;
 pub mod callbacks;
 pub mod challenges;
+pub mod codes;
 pub mod device_auth;
 pub mod devices;
 pub mod enrolment;

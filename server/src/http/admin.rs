@@ -9,11 +9,10 @@ use super::extract::{self, OperatorAuth};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::flows::admin::{
-    self as flows, CardView, CreatedEnrolmentCode, CreatedRequestor, NewCardRequest,
-    NewRequestorRequest,
+    self as flows, CardView, Contacts, CreatedEnrolmentCode, CreatedRequestor, NewCardRequest, NewRequestorRequest,
 };
 use crate::flows::authentication_value::{self, VerifyRequest, VerifyResponse};
-use crate::storage::{AuditEvent, AuditFilter, OutboxPush};
+use crate::storage::{AuditEvent, AuditFilter, OutboxMessage, OutboxPush};
 
 pub async fn create_requestor(
     State(app): State<App>,
@@ -21,10 +20,7 @@ pub async fn create_requestor(
     extract::Json(req): extract::Json<NewRequestorRequest>,
 ) -> Result<(StatusCode, Json<CreatedRequestor>), ApiError> {
     op.require_admin()?;
-    Ok((
-        StatusCode::CREATED,
-        Json(flows::create_requestor(&app, req, &op.actor()).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(flows::create_requestor(&app, req, &op.actor()).await?)))
 }
 
 pub async fn create_card(
@@ -33,10 +29,7 @@ pub async fn create_card(
     extract::Json(req): extract::Json<NewCardRequest>,
 ) -> Result<(StatusCode, Json<CardView>), ApiError> {
     op.require_admin()?;
-    Ok((
-        StatusCode::CREATED,
-        Json(flows::create_card(&app, req, &op.actor()).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(flows::create_card(&app, req, &op.actor()).await?)))
 }
 
 pub async fn card(
@@ -85,10 +78,7 @@ pub async fn create_enrolment_code(
     Path(card_id): Path<String>,
 ) -> Result<(StatusCode, Json<CreatedEnrolmentCode>), ApiError> {
     op.require_admin()?;
-    Ok((
-        StatusCode::CREATED,
-        Json(flows::create_enrolment_code(&app, &card_id, &op.actor()).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(flows::create_enrolment_code(&app, &card_id, &op.actor()).await?)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,11 +94,7 @@ pub async fn pushes(
     _op: OperatorAuth,
     Query(q): Query<PushQuery>,
 ) -> Result<Json<Vec<OutboxPush>>, ApiError> {
-    Ok(Json(
-        app.storage
-            .outbox_pushes(q.device_id.as_deref(), q.limit.unwrap_or(50).min(500))
-            .await?,
-    ))
+    Ok(Json(app.storage.outbox_pushes(q.device_id.as_deref(), q.limit.unwrap_or(50).min(500)).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,11 +111,8 @@ pub async fn audit(
     _op: OperatorAuth,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Vec<AuditEvent>>, ApiError> {
-    let filter = AuditFilter {
-        card_id: q.card_id,
-        acs_trans_id: q.acs_trans_id,
-        limit: q.limit.unwrap_or(100).min(1000),
-    };
+    let filter =
+        AuditFilter { card_id: q.card_id, acs_trans_id: q.acs_trans_id, limit: q.limit.unwrap_or(100).min(1000) };
     Ok(Json(app.storage.audit_events(&filter).await?))
 }
 
@@ -139,4 +122,43 @@ pub async fn verify_authentication_value(
     extract::Json(req): extract::Json<VerifyRequest>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     Ok(Json(authentication_value::verify(&app, &req).await?))
+}
+
+/// Replaces the card's email and phone (this card only: other cards on the
+/// same account keep theirs).
+pub async fn set_contacts(
+    State(app): State<App>,
+    op: OperatorAuth,
+    Path(card_id): Path<String>,
+    extract::Json(contacts): extract::Json<Contacts>,
+) -> Result<Json<CardView>, ApiError> {
+    op.require_admin()?;
+    Ok(Json(flows::set_contacts(&app, &card_id, contacts, &op.actor()).await?))
+}
+
+/// Lifts a block after too many wrong codes (support or admin).
+pub async fn unblock_card(
+    State(app): State<App>,
+    op: OperatorAuth,
+    Path(card_id): Path<String>,
+) -> Result<Json<CardView>, ApiError> {
+    Ok(Json(flows::unblock_card(&app, &card_id, &op.actor()).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MessageQuery {
+    limit: Option<u32>,
+}
+
+/// The development message outbox: only while a channel delivers to it.
+pub async fn messages(
+    State(app): State<App>,
+    op: OperatorAuth,
+    Query(q): Query<MessageQuery>,
+) -> Result<Json<Vec<OutboxMessage>>, ApiError> {
+    op.require_admin()?;
+    if !app.uses_message_outbox() {
+        return Err(ApiError::not_found("message outbox (no channel delivers to it)"));
+    }
+    Ok(Json(app.storage.outbox_messages(q.limit.unwrap_or(50).min(500)).await?))
 }

@@ -30,12 +30,8 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 /// Parses JSON into `T`, saying where it failed. Digit runs are masked in
 /// the message so a card number sent in the wrong place is not echoed.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "invalid JSON body: {}",
-            mask_digit_runs(&e.to_string())
-        ))
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {}", mask_digit_runs(&e.to_string()))))
 }
 
 fn mask_digit_runs(text: &str) -> String {
@@ -84,28 +80,17 @@ impl FromRequest<App> for SignedDevice {
 
     async fn from_request(req: Request, app: &App) -> Result<Self, ApiError> {
         let (parts, body) = req.into_parts();
-        let auth =
-            RequestAuth::from_headers(|name| parts.headers.get(name).and_then(|v| v.to_str().ok()))
-                .map_err(|e| ApiError::unauthenticated(e.to_string()))?;
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
+        let auth = RequestAuth::from_headers(|name| parts.headers.get(name).and_then(|v| v.to_str().ok()))
+            .map_err(|e| ApiError::unauthenticated(e.to_string()))?;
+        let path = parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
         let body = read_body(body, app.config.server.body_limit_bytes).await?;
-        let device =
-            device_auth::authenticate(app, &auth, parts.method.as_str(), &path, &body).await?;
+        let device = device_auth::authenticate(app, &auth, parts.method.as_str(), &path, &body).await?;
         Ok(Self { device, body })
     }
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
-        .get("authorization")?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    parts.headers.get("authorization")?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
 /// The requestor named by its API key; refusals are EMV `Erro` messages.
@@ -134,11 +119,7 @@ impl OperatorAuth {
         if self.0.role == OperatorRole::Admin {
             Ok(())
         } else {
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                ErrorCode::Unauthenticated,
-                "this needs an admin key",
-            ))
+            Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Unauthenticated, "this needs an admin key"))
         }
     }
 
@@ -151,9 +132,8 @@ impl FromRequestParts<App> for OperatorAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
-        let key = bearer(parts).ok_or_else(|| {
-            ApiError::unauthenticated("an operator API key is needed (Authorization: Bearer …)")
-        })?;
+        let key = bearer(parts)
+            .ok_or_else(|| ApiError::unauthenticated("an operator API key is needed (Authorization: Bearer …)"))?;
         let hash = app.secrets.keyed_hash(Purpose::ApiKey, key.as_bytes());
         app.storage
             .operator_by_key(&hash)

@@ -14,9 +14,6 @@ pub async fn healthz() -> Json<Value> {
 pub async fn readyz(State(app): State<App>) -> (StatusCode, Json<Value>) {
     match app.storage.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "database unavailable" })),
-        ),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "database unavailable" }))),
     }
 }

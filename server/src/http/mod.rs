@@ -5,6 +5,7 @@ mod device;
 mod extract;
 mod health;
 mod requestor;
+mod window;
 
 use axum::Router;
 use axum::http::{HeaderName, StatusCode};
@@ -30,29 +31,24 @@ pub fn router(app: App) -> Router {
         .route("/v1/device/push-settings", put(device::push_settings))
         .route("/v1/device/challenges", get(device::pending))
         .route("/v1/device/challenges/{challenge_id}", get(device::show))
-        .route(
-            "/v1/device/challenges/{challenge_id}/decision",
-            post(device::decide),
-        )
+        .route("/v1/device/challenges/{challenge_id}/decision", post(device::decide))
         .route("/v1/device/cards/{card_id}", delete(device::unenrol_card))
         .route("/v1/device", delete(device::unenrol_device))
+        .route("/v1/window/{acs_trans_id}", get(window::show))
+        .route("/v1/window/{acs_trans_id}/code", post(window::request_code))
+        .route("/v1/window/{acs_trans_id}/code/resend", post(window::resend_code))
+        .route("/v1/window/{acs_trans_id}/code/verify", post(window::verify_code))
         .route("/v1/admin/requestors", post(admin::create_requestor))
         .route("/v1/admin/cards", post(admin::create_card))
         .route("/v1/admin/cards/{card_id}", get(admin::card))
-        .route(
-            "/v1/admin/cards/{card_id}/devices",
-            get(admin::card_devices),
-        )
-        .route(
-            "/v1/admin/cards/{card_id}/enrolment-codes",
-            post(admin::create_enrolment_code),
-        )
+        .route("/v1/admin/cards/{card_id}/devices", get(admin::card_devices))
+        .route("/v1/admin/cards/{card_id}/enrolment-codes", post(admin::create_enrolment_code))
+        .route("/v1/admin/cards/{card_id}/contacts", put(admin::set_contacts))
+        .route("/v1/admin/cards/{card_id}/unblock", post(admin::unblock_card))
+        .route("/v1/admin/messages", get(admin::messages))
         .route("/v1/admin/pushes", get(admin::pushes))
         .route("/v1/admin/audit", get(admin::audit))
-        .route(
-            "/v1/admin/authentication-values/verify",
-            post(admin::verify_authentication_value),
-        )
+        .route("/v1/admin/authentication-values/verify", post(admin::verify_authentication_value))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
@@ -67,20 +63,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        ErrorCode::BadRequest,
-        "method not allowed on this route",
-    )
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::BadRequest, "method not allowed on this route")
 }
 
 /// A handler that panicked still answers with the typed JSON error.
 fn internal_error() -> Response {
     tracing::error!("a request handler panicked");
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorCode::Internal,
-        "internal error",
-    )
-    .into_response()
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "internal error").into_response()
 }

@@ -16,12 +16,8 @@ pub async fn authenticate(
     req: Request,
 ) -> Result<Json<ARes>, EmvError> {
     let limit = app.config.server.body_limit_bytes;
-    let body = read_body(req.into_body(), limit)
-        .await
-        .map_err(|_| EmvError::too_large(limit))?;
-    authenticate::authenticate(&app, &requestor, &body)
-        .await
-        .map(Json)
+    let body = read_body(req.into_body(), limit).await.map_err(|_| EmvError::too_large(limit))?;
+    authenticate::authenticate(&app, &requestor, &body).await.map(Json)
 }
 
 /// The result as it stands, for the requestor that asked.
@@ -68,12 +64,7 @@ pub async fn status(
 ) -> Result<Json<AuthenticationStatus>, EmvError> {
     let transient = |e: crate::storage::StorageError| EmvError::transient(e.to_string());
     let not_found = || EmvError::transaction_not_found();
-    let mut auth = app
-        .storage
-        .authentication(&acs_trans_id)
-        .await
-        .map_err(transient)?
-        .ok_or_else(not_found)?;
+    let mut auth = app.storage.authentication(&acs_trans_id).await.map_err(transient)?.ok_or_else(not_found)?;
     // Another requestor's transaction is as good as absent.
     if auth.requestor_id != requestor.id {
         return Err(not_found());
@@ -83,26 +74,14 @@ pub async fn status(
         None => None,
     };
     // Close an overdue challenge now rather than at the next sweep.
-    if let Some(c) = challenge
-        .as_ref()
-        .filter(|c| c.state == ChallengeState::Pending && c.expires_at <= app.now_ms())
-    {
+    if let Some(c) = challenge.as_ref().filter(|c| c.state == ChallengeState::Pending && c.expires_at <= app.now_ms()) {
         challenges::finish(&app, c, &auth, challenges::Ending::Expired, app.now_ms())
             .await
             .map_err(|e| EmvError::transient(e.message))?;
-        auth = app
-            .storage
-            .authentication(&acs_trans_id)
-            .await
-            .map_err(transient)?
-            .ok_or_else(not_found)?;
+        auth = app.storage.authentication(&acs_trans_id).await.map_err(transient)?.ok_or_else(not_found)?;
         challenge = app.storage.challenge(&c.id).await.map_err(transient)?;
     }
-    let result_delivery = app
-        .storage
-        .callback_status(&acs_trans_id)
-        .await
-        .map_err(transient)?;
+    let result_delivery = app.storage.callback_status(&acs_trans_id).await.map_err(transient)?;
     Ok(Json(AuthenticationStatus {
         acs_trans_id: auth.acs_trans_id,
         three_ds_server_trans_id: auth.ds_trans_id,
@@ -114,9 +93,7 @@ pub async fn status(
         challenge: challenge.map(|c| ChallengeStatus {
             state: c.state,
             expires_at: c.expires_at,
-            number_match: c
-                .number_match
-                .filter(|_| c.state == ChallengeState::Pending),
+            number_match: c.number_match.filter(|_| c.state == ChallengeState::Pending),
             outcome_reason: c.outcome_reason,
         }),
         result_delivery,

@@ -119,16 +119,10 @@ pub enum LimitBy {
 
 impl Default for RiskConfig {
     fn default() -> Self {
-        let challenge_above = [
-            ("978", 5000),
-            ("840", 5000),
-            ("826", 5000),
-            ("392", 10000),
-            ("752", 50000),
-        ]
-        .into_iter()
-        .map(|(code, limit)| (code.to_owned(), limit))
-        .collect();
+        let challenge_above = [("978", 5000), ("840", 5000), ("826", 5000), ("392", 10000), ("752", 50000)]
+            .into_iter()
+            .map(|(code, limit)| (code.to_owned(), limit))
+            .collect();
         Self {
             first_purchases_exempt: 0,
             default_challenge_above: None,
@@ -141,10 +135,7 @@ impl Default for RiskConfig {
 
 impl Default for VelocityConfig {
     fn default() -> Self {
-        Self {
-            window_secs: 24 * 60 * 60,
-            max_authentications: 10,
-        }
+        Self { window_secs: 24 * 60 * 60, max_authentications: 10 }
     }
 }
 
@@ -161,10 +152,7 @@ impl Default for LowValueConfig {
 
 impl Default for LowValueLimits {
     fn default() -> Self {
-        Self {
-            single_limit: 3000,
-            cumulative_limit: 10000,
-        }
+        Self { single_limit: 3000, cumulative_limit: 10000 }
     }
 }
 
@@ -204,10 +192,7 @@ impl RiskConfig {
         }
         let low = &self.low_value;
         if low.max_count == 0 && low.limit_by != LimitBy::Amount {
-            errors.push(
-                "risk.low_value.max_count: must be above 0 when limit_by is \"count\" or \"both\""
-                    .to_owned(),
-            );
+            errors.push("risk.low_value.max_count: must be above 0 when limit_by is \"count\" or \"both\"".to_owned());
         }
         for (key, limits) in &low.currencies {
             if !is_currency_key(key) {
@@ -222,19 +207,13 @@ impl RiskConfig {
                 ));
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors.join("; "))
-        }
+        if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
     }
 
     /// The challenge threshold that applies to a currency, if any.
     #[must_use]
     pub fn challenge_threshold(&self, currency: u16) -> Option<u64> {
-        lookup(&self.challenge_above, currency)
-            .copied()
-            .or(self.default_challenge_above)
+        lookup(&self.challenge_above, currency).copied().or(self.default_challenge_above)
     }
 }
 

@@ -196,10 +196,7 @@ pub struct RiskAssessment {
 
 impl RiskAssessment {
     fn frictionless(reason: RiskReason) -> Self {
-        Self {
-            outcome: RiskOutcome::Frictionless,
-            reasons: vec![reason],
-        }
+        Self { outcome: RiskOutcome::Frictionless, reasons: vec![reason] }
     }
 
     /// True when the cardholder must be challenged.
@@ -224,10 +221,7 @@ pub fn assess(config: &RiskConfig, input: &RiskInput) -> RiskAssessment {
 
     // 1. The requestor's mandate overrides every exemption.
     if input.challenge_mandated_by_requestor {
-        return RiskAssessment {
-            outcome: RiskOutcome::Challenge,
-            reasons: vec![RiskReason::RequestorMandate],
-        };
+        return RiskAssessment { outcome: RiskOutcome::Challenge, reasons: vec![RiskReason::RequestorMandate] };
     }
 
     // 2. The card's first N purchases.
@@ -236,11 +230,7 @@ pub fn assess(config: &RiskConfig, input: &RiskInput) -> RiskAssessment {
     }
 
     // 3. Low-value exemption.
-    if config.low_value.exempts(
-        input.currency,
-        input.amount_minor,
-        history.low_value_since_challenge,
-    ) {
+    if config.low_value.exempts(input.currency, input.amount_minor, history.low_value_since_challenge) {
         return RiskAssessment::frictionless(RiskReason::LowValueExemption);
     }
 
@@ -260,9 +250,6 @@ pub fn assess(config: &RiskConfig, input: &RiskInput) -> RiskAssessment {
     if reasons.is_empty() {
         RiskAssessment::frictionless(RiskReason::LowRisk)
     } else {
-        RiskAssessment {
-            outcome: RiskOutcome::Challenge,
-            reasons,
-        }
+        RiskAssessment { outcome: RiskOutcome::Challenge, reasons }
     }
 }

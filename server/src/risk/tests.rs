@@ -9,11 +9,7 @@ const SEK: u16 = 752;
 const CHF: u16 = 756; // not configured by default
 
 fn buy(amount_minor: u64, currency: u16) -> RiskInput {
-    RiskInput {
-        amount_minor,
-        currency,
-        ..RiskInput::default()
-    }
+    RiskInput { amount_minor, currency, ..RiskInput::default() }
 }
 
 impl RiskInput {
@@ -57,13 +53,7 @@ fn case(
     outcome: RiskOutcome,
     reasons: &'static [RiskReason],
 ) -> Case {
-    Case {
-        name: name.into(),
-        config: config.clone(),
-        input,
-        outcome,
-        reasons,
-    }
+    Case { name: name.into(), config: config.clone(), input, outcome, reasons }
 }
 
 /// Runs every case and reports all the failures at once.
@@ -72,20 +62,11 @@ fn check(cases: &[Case]) {
         .iter()
         .filter_map(|c| {
             let got = assess(&c.config, &c.input);
-            let want = RiskAssessment {
-                outcome: c.outcome,
-                reasons: c.reasons.to_vec(),
-            };
+            let want = RiskAssessment { outcome: c.outcome, reasons: c.reasons.to_vec() };
             (got != want).then(|| format!("{}: got {got:?}, want {want:?}", c.name))
         })
         .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
 #[test]
@@ -93,27 +74,9 @@ fn requestor_mandate_beats_every_exemption() {
     let first_two = config(|c| c.first_purchases_exempt = 2);
     let default = RiskConfig::default();
     check(&[
-        case(
-            "over first-purchase exemption",
-            &first_two,
-            buy(100, EUR).mandated(),
-            Challenge,
-            &[RequestorMandate],
-        ),
-        case(
-            "over low-value exemption",
-            &default,
-            buy(1000, EUR).mandated(),
-            Challenge,
-            &[RequestorMandate],
-        ),
-        case(
-            "over low risk",
-            &default,
-            buy(100, USD).mandated(),
-            Challenge,
-            &[RequestorMandate],
-        ),
+        case("over first-purchase exemption", &first_two, buy(100, EUR).mandated(), Challenge, &[RequestorMandate]),
+        case("over low-value exemption", &default, buy(1000, EUR).mandated(), Challenge, &[RequestorMandate]),
+        case("over low risk", &default, buy(100, USD).mandated(), Challenge, &[RequestorMandate]),
         case(
             "alone even when amount and velocity fire",
             &default,
@@ -121,13 +84,7 @@ fn requestor_mandate_beats_every_exemption() {
             Challenge,
             &[RequestorMandate],
         ),
-        case(
-            "unknown currency",
-            &default,
-            buy(100, CHF).mandated(),
-            Challenge,
-            &[RequestorMandate],
-        ),
+        case("unknown currency", &default, buy(100, CHF).mandated(), Challenge, &[RequestorMandate]),
     ]);
 }
 
@@ -137,20 +94,8 @@ fn first_purchases_exemption() {
     let off = RiskConfig::default();
     let big = || buy(1_000_000, EUR).recent(50);
     check(&[
-        case(
-            "0 previous, exempt",
-            &first_two,
-            big().previous(0),
-            Frictionless,
-            &[FirstPurchaseExemption],
-        ),
-        case(
-            "1 previous, exempt",
-            &first_two,
-            big().previous(1),
-            Frictionless,
-            &[FirstPurchaseExemption],
-        ),
+        case("0 previous, exempt", &first_two, big().previous(0), Frictionless, &[FirstPurchaseExemption]),
+        case("1 previous, exempt", &first_two, big().previous(1), Frictionless, &[FirstPurchaseExemption]),
         case(
             "2 previous, evaluated normally (amount and velocity)",
             &first_two,
@@ -158,41 +103,11 @@ fn first_purchases_exemption() {
             Challenge,
             &[AmountAboveThreshold, VelocityExceeded],
         ),
-        case(
-            "2 previous, small amount",
-            &first_two,
-            buy(100, USD).previous(2),
-            Frictionless,
-            &[LowRisk],
-        ),
-        case(
-            "2 previous, low value",
-            &first_two,
-            buy(100, EUR).previous(2),
-            Frictionless,
-            &[LowValueExemption],
-        ),
-        case(
-            "beats low-value",
-            &first_two,
-            buy(100, EUR).previous(0),
-            Frictionless,
-            &[FirstPurchaseExemption],
-        ),
-        case(
-            "beats unknown currency",
-            &first_two,
-            buy(100, CHF).previous(1),
-            Frictionless,
-            &[FirstPurchaseExemption],
-        ),
-        case(
-            "off by default",
-            &off,
-            buy(1_000_000, EUR),
-            Challenge,
-            &[AmountAboveThreshold],
-        ),
+        case("2 previous, small amount", &first_two, buy(100, USD).previous(2), Frictionless, &[LowRisk]),
+        case("2 previous, low value", &first_two, buy(100, EUR).previous(2), Frictionless, &[LowValueExemption]),
+        case("beats low-value", &first_two, buy(100, EUR).previous(0), Frictionless, &[FirstPurchaseExemption]),
+        case("beats unknown currency", &first_two, buy(100, CHF).previous(1), Frictionless, &[FirstPurchaseExemption]),
+        case("off by default", &off, buy(1_000_000, EUR), Challenge, &[AmountAboveThreshold]),
     ]);
 }
 
@@ -206,29 +121,14 @@ fn low_value_limits_for_each_mode() {
     let rows: &[(&str, u64, u32, u64, [bool; 3])] = &[
         ("single exactly 30.00", 3000, 0, 0, [true, true, true]),
         ("single 30.01", 3001, 0, 0, [false, false, false]),
-        (
-            "cumulative exactly 100.00",
-            3000,
-            1,
-            7000,
-            [true, true, true],
-        ),
+        ("cumulative exactly 100.00", 3000, 1, 7000, [true, true, true]),
         ("cumulative 100.01", 3000, 1, 7001, [false, true, false]),
         ("5th exemption", 3000, 4, 4000, [true, true, true]),
         ("6th exemption", 3000, 5, 5000, [true, false, false]),
-        (
-            "6th exemption over 100.00",
-            3000,
-            5,
-            9000,
-            [false, false, false],
-        ),
+        ("6th exemption over 100.00", 3000, 5, 9000, [false, false, false]),
     ];
     let mut cases = Vec::new();
-    for (mode_index, mode) in [LimitBy::Amount, LimitBy::Count, LimitBy::Both]
-        .into_iter()
-        .enumerate()
-    {
+    for (mode_index, mode) in [LimitBy::Amount, LimitBy::Count, LimitBy::Both].into_iter().enumerate() {
         let cfg = config(|c| {
             c.low_value.limit_by = mode;
             c.challenge_above.insert("978".into(), 2000);
@@ -257,71 +157,17 @@ fn low_value_eligibility() {
     });
     let disabled = config(|c| c.low_value.enabled = false);
     let with_sek = config(|c| {
-        c.low_value.currencies.insert(
-            "752".into(),
-            LowValueLimits {
-                single_limit: 30_000,
-                cumulative_limit: 100_000,
-            },
-        );
+        c.low_value.currencies.insert("752".into(), LowValueLimits { single_limit: 30_000, cumulative_limit: 100_000 });
     });
     check(&[
-        case(
-            "EUR eligible by default",
-            &default,
-            buy(1000, EUR),
-            Frictionless,
-            &[LowValueExemption],
-        ),
-        case(
-            "USD not eligible",
-            &default,
-            buy(1000, USD),
-            Frictionless,
-            &[LowRisk],
-        ),
-        case(
-            "USD not eligible, over its threshold",
-            &strict_usd,
-            buy(2000, USD),
-            Challenge,
-            &[AmountAboveThreshold],
-        ),
-        case(
-            "SEK not eligible by default",
-            &default,
-            buy(1000, SEK),
-            Frictionless,
-            &[LowRisk],
-        ),
-        case(
-            "SEK eligible once listed",
-            &with_sek,
-            buy(30000, SEK),
-            Frictionless,
-            &[LowValueExemption],
-        ),
-        case(
-            "SEK over its own single limit",
-            &with_sek,
-            buy(30001, SEK),
-            Frictionless,
-            &[LowRisk],
-        ),
-        case(
-            "disabled",
-            &disabled,
-            buy(1000, EUR),
-            Frictionless,
-            &[LowRisk],
-        ),
-        case(
-            "beats velocity",
-            &default,
-            buy(1000, EUR).recent(50),
-            Frictionless,
-            &[LowValueExemption],
-        ),
+        case("EUR eligible by default", &default, buy(1000, EUR), Frictionless, &[LowValueExemption]),
+        case("USD not eligible", &default, buy(1000, USD), Frictionless, &[LowRisk]),
+        case("USD not eligible, over its threshold", &strict_usd, buy(2000, USD), Challenge, &[AmountAboveThreshold]),
+        case("SEK not eligible by default", &default, buy(1000, SEK), Frictionless, &[LowRisk]),
+        case("SEK eligible once listed", &with_sek, buy(30000, SEK), Frictionless, &[LowValueExemption]),
+        case("SEK over its own single limit", &with_sek, buy(30001, SEK), Frictionless, &[LowRisk]),
+        case("disabled", &disabled, buy(1000, EUR), Frictionless, &[LowRisk]),
+        case("beats velocity", &default, buy(1000, EUR).recent(50), Frictionless, &[LowValueExemption]),
         case(
             "refused: velocity still evaluated",
             &default,
@@ -337,111 +183,21 @@ fn amount_thresholds() {
     let default = RiskConfig::default();
     let with_default = config(|c| c.default_challenge_above = Some(5000));
     check(&[
-        case(
-            "EUR equal to threshold",
-            &default,
-            buy(5000, EUR).tally(5, 0),
-            Frictionless,
-            &[LowRisk],
-        ),
-        case(
-            "EUR above threshold",
-            &default,
-            buy(5001, EUR),
-            Challenge,
-            &[AmountAboveThreshold],
-        ),
-        case(
-            "USD equal",
-            &default,
-            buy(5000, USD),
-            Frictionless,
-            &[LowRisk],
-        ),
-        case(
-            "USD above",
-            &default,
-            buy(5001, USD),
-            Challenge,
-            &[AmountAboveThreshold],
-        ),
-        case(
-            "JPY equal",
-            &default,
-            buy(10000, JPY),
-            Frictionless,
-            &[LowRisk],
-        ),
-        case(
-            "JPY above",
-            &default,
-            buy(10001, JPY),
-            Challenge,
-            &[AmountAboveThreshold],
-        ),
-        case(
-            "SEK equal",
-            &default,
-            buy(50000, SEK),
-            Frictionless,
-            &[LowRisk],
-        ),
-        case(
-            "SEK above",
-            &default,
-            buy(50001, SEK),
-            Challenge,
-            &[AmountAboveThreshold],
-        ),
-        case(
-            "zero amount",
-            &default,
-            buy(0, USD),
-            Frictionless,
-            &[LowRisk],
-        ),
-        case(
-            "unknown currency, no default",
-            &default,
-            buy(1, CHF),
-            Challenge,
-            &[NoThresholdForCurrency],
-        ),
-        case(
-            "currency 0, no default",
-            &default,
-            buy(1, 0),
-            Challenge,
-            &[NoThresholdForCurrency],
-        ),
-        case(
-            "currency above 999, no default",
-            &default,
-            buy(1, 1978),
-            Challenge,
-            &[NoThresholdForCurrency],
-        ),
-        case(
-            "unknown currency, default, equal",
-            &with_default,
-            buy(5000, CHF),
-            Frictionless,
-            &[LowRisk],
-        ),
-        case(
-            "unknown currency, default, above",
-            &with_default,
-            buy(5001, CHF),
-            Challenge,
-            &[AmountAboveThreshold],
-        ),
-        case(
-            "listed currency ignores default",
-            &with_default,
-            buy(10000, JPY),
-            Frictionless,
-            &[LowRisk],
-        ),
+        case("EUR equal to threshold", &default, buy(5000, EUR).tally(5, 0), Frictionless, &[LowRisk]),
+        case("EUR above threshold", &default, buy(5001, EUR), Challenge, &[AmountAboveThreshold]),
+        case("USD equal", &default, buy(5000, USD), Frictionless, &[LowRisk]),
+        case("USD above", &default, buy(5001, USD), Challenge, &[AmountAboveThreshold]),
+        case("JPY equal", &default, buy(10000, JPY), Frictionless, &[LowRisk]),
+        case("JPY above", &default, buy(10001, JPY), Challenge, &[AmountAboveThreshold]),
+        case("SEK equal", &default, buy(50000, SEK), Frictionless, &[LowRisk]),
+        case("SEK above", &default, buy(50001, SEK), Challenge, &[AmountAboveThreshold]),
+        case("zero amount", &default, buy(0, USD), Frictionless, &[LowRisk]),
+        case("unknown currency, no default", &default, buy(1, CHF), Challenge, &[NoThresholdForCurrency]),
+        case("currency 0, no default", &default, buy(1, 0), Challenge, &[NoThresholdForCurrency]),
+        case("currency above 999, no default", &default, buy(1, 1978), Challenge, &[NoThresholdForCurrency]),
+        case("unknown currency, default, equal", &with_default, buy(5000, CHF), Frictionless, &[LowRisk]),
+        case("unknown currency, default, above", &with_default, buy(5001, CHF), Challenge, &[AmountAboveThreshold]),
+        case("listed currency ignores default", &with_default, buy(10000, JPY), Frictionless, &[LowRisk]),
     ]);
 }
 
@@ -450,48 +206,12 @@ fn velocity() {
     let default = RiskConfig::default();
     let three = config(|c| c.velocity.max_authentications = 3);
     check(&[
-        case(
-            "none recent",
-            &default,
-            buy(100, USD),
-            Frictionless,
-            &[LowRisk],
-        ),
-        case(
-            "this one is the 10th (at max)",
-            &default,
-            buy(100, USD).recent(9),
-            Frictionless,
-            &[LowRisk],
-        ),
-        case(
-            "this one is the 11th (max + 1)",
-            &default,
-            buy(100, USD).recent(10),
-            Challenge,
-            &[VelocityExceeded],
-        ),
-        case(
-            "far over",
-            &default,
-            buy(100, USD).recent(u32::MAX),
-            Challenge,
-            &[VelocityExceeded],
-        ),
-        case(
-            "max 3: at max",
-            &three,
-            buy(100, USD).recent(2),
-            Frictionless,
-            &[LowRisk],
-        ),
-        case(
-            "max 3: max + 1",
-            &three,
-            buy(100, USD).recent(3),
-            Challenge,
-            &[VelocityExceeded],
-        ),
+        case("none recent", &default, buy(100, USD), Frictionless, &[LowRisk]),
+        case("this one is the 10th (at max)", &default, buy(100, USD).recent(9), Frictionless, &[LowRisk]),
+        case("this one is the 11th (max + 1)", &default, buy(100, USD).recent(10), Challenge, &[VelocityExceeded]),
+        case("far over", &default, buy(100, USD).recent(u32::MAX), Challenge, &[VelocityExceeded]),
+        case("max 3: at max", &three, buy(100, USD).recent(2), Frictionless, &[LowRisk]),
+        case("max 3: max + 1", &three, buy(100, USD).recent(3), Challenge, &[VelocityExceeded]),
     ]);
 }
 
@@ -545,8 +265,7 @@ fn reason_codes_are_stable_and_serialise_as_as_str() {
         assert_eq!(json, format!("\"{reason}\""));
         assert_eq!(serde_json::from_str::<RiskReason>(&json).unwrap(), reason);
     }
-    let json =
-        serde_json::to_value(assess(&RiskConfig::default(), &buy(6000, EUR).recent(10))).unwrap();
+    let json = serde_json::to_value(assess(&RiskConfig::default(), &buy(6000, EUR).recent(10))).unwrap();
     assert_eq!(
         json,
         serde_json::json!({"outcome": "challenge", "reasons": ["amount_above_threshold", "velocity_exceeded"]})
@@ -565,9 +284,7 @@ struct File {
 }
 
 fn parse(text: &str) -> Result<RiskConfig, String> {
-    toml::from_str::<File>(text)
-        .map(|f| f.risk)
-        .map_err(|e| e.to_string())
+    toml::from_str::<File>(text).map(|f| f.risk).map_err(|e| e.to_string())
 }
 
 #[test]
@@ -576,42 +293,14 @@ fn defaults() {
     assert_eq!(c.validate(), Ok(()));
     assert_eq!(c.first_purchases_exempt, 0);
     assert_eq!(c.default_challenge_above, None);
-    let thresholds: Vec<(&str, u64)> = c
-        .challenge_above
-        .iter()
-        .map(|(k, v)| (k.as_str(), *v))
-        .collect();
-    assert_eq!(
-        thresholds,
-        [
-            ("392", 10000),
-            ("752", 50000),
-            ("826", 5000),
-            ("840", 5000),
-            ("978", 5000)
-        ]
-    );
-    assert_eq!(
-        c.velocity,
-        VelocityConfig {
-            window_secs: 86_400,
-            max_authentications: 10
-        }
-    );
+    let thresholds: Vec<(&str, u64)> = c.challenge_above.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(thresholds, [("392", 10000), ("752", 50000), ("826", 5000), ("840", 5000), ("978", 5000)]);
+    assert_eq!(c.velocity, VelocityConfig { window_secs: 86_400, max_authentications: 10 });
     assert!(c.low_value.enabled);
     assert_eq!(c.low_value.limit_by, LimitBy::Both);
     assert_eq!(c.low_value.max_count, 5);
     let low: Vec<_> = c.low_value.currencies.iter().collect();
-    assert_eq!(
-        low,
-        [(
-            &"978".to_owned(),
-            &LowValueLimits {
-                single_limit: 3000,
-                cumulative_limit: 10000
-            }
-        )]
-    );
+    assert_eq!(low, [(&"978".to_owned(), &LowValueLimits { single_limit: 3000, cumulative_limit: 10000 })]);
     // A file without [risk], or with an empty one, gets the defaults.
     assert_eq!(parse("").unwrap(), c);
     assert_eq!(parse("[risk]\n").unwrap(), c);
@@ -655,37 +344,20 @@ cumulative_limit = 100000
     assert_eq!(c.challenge_above.len(), 5);
     assert_eq!(c.challenge_threshold(SEK), Some(50000));
     assert_eq!(c.challenge_threshold(CHF), Some(2500));
-    assert_eq!(
-        c.velocity,
-        VelocityConfig {
-            window_secs: 3600,
-            max_authentications: 4
-        }
-    );
+    assert_eq!(c.velocity, VelocityConfig { window_secs: 3600, max_authentications: 4 });
     assert_eq!(c.low_value.limit_by, LimitBy::Count);
-    assert_eq!(
-        c.low_value.limits_for(SEK),
-        Some(&LowValueLimits {
-            single_limit: 30_000,
-            cumulative_limit: 100_000
-        })
-    );
+    assert_eq!(c.low_value.limits_for(SEK), Some(&LowValueLimits { single_limit: 30_000, cumulative_limit: 100_000 }));
     assert_eq!(c.low_value.limits_for(USD), None);
 }
 
 #[test]
 fn partial_tables_keep_other_defaults() {
-    let c = parse("[risk.velocity]\nmax_authentications = 3\n[risk.low_value.currencies.\"978\"]\nsingle_limit = 2000\n")
-        .unwrap();
+    let c =
+        parse("[risk.velocity]\nmax_authentications = 3\n[risk.low_value.currencies.\"978\"]\nsingle_limit = 2000\n")
+            .unwrap();
     assert_eq!(c.velocity.window_secs, 86_400);
     assert_eq!(c.velocity.max_authentications, 3);
-    assert_eq!(
-        c.low_value.currencies["978"],
-        LowValueLimits {
-            single_limit: 2000,
-            cumulative_limit: 10000
-        }
-    );
+    assert_eq!(c.low_value.currencies["978"], LowValueLimits { single_limit: 2000, cumulative_limit: 10000 });
     assert_eq!(c.challenge_above, RiskConfig::default().challenge_above);
     // Listing a map replaces its defaults.
     let c = parse("[risk.challenge_above]\n\"978\" = 100\n").unwrap();
@@ -695,10 +367,7 @@ fn partial_tables_keep_other_defaults() {
 
 #[test]
 fn serialises_and_reads_back() {
-    for c in [
-        RiskConfig::default(),
-        config(|c| c.default_challenge_above = Some(1)),
-    ] {
+    for c in [RiskConfig::default(), config(|c| c.default_challenge_above = Some(1))] {
         let text = toml::to_string(&c).unwrap();
         assert_eq!(toml::from_str::<RiskConfig>(&text).unwrap(), c, "{text}");
     }
@@ -707,22 +376,13 @@ fn serialises_and_reads_back() {
 #[test]
 fn unknown_keys_are_rejected_naming_the_key() {
     for (text, key) in [
-        (
-            "[risk]\nfirst_purchase_exempt = 2\n",
-            "first_purchase_exempt",
-        ),
+        ("[risk]\nfirst_purchase_exempt = 2\n", "first_purchase_exempt"),
         ("[risk.velocity]\nwindow = 60\n", "window"),
         ("[risk.low_value]\nmax_amount = 5\n", "max_amount"),
-        (
-            "[risk.low_value.currencies.\"978\"]\nsingle = 5\n",
-            "single",
-        ),
+        ("[risk.low_value.currencies.\"978\"]\nsingle = 5\n", "single"),
     ] {
         let err = parse(text).unwrap_err();
-        assert!(
-            err.contains(&format!("unknown field `{key}`")),
-            "{text}: {err}"
-        );
+        assert!(err.contains(&format!("unknown field `{key}`")), "{text}: {err}");
     }
     let err = parse("[risk.low_value]\nlimit_by = \"sum\"\n").unwrap_err();
     assert!(err.contains("sum"), "{err}");
@@ -731,27 +391,14 @@ fn unknown_keys_are_rejected_naming_the_key() {
 #[test]
 fn validate_refuses_nonsense_naming_the_key() {
     let cases: Vec<(RiskConfig, &str)> = vec![
-        (
-            bad(|c| c.velocity.window_secs = 0),
-            "risk.velocity.window_secs",
-        ),
-        (
-            bad(|c| c.velocity.max_authentications = 0),
-            "risk.velocity.max_authentications",
-        ),
-        (
-            bad(|c| c.low_value.max_count = 0),
-            "risk.low_value.max_count",
-        ),
+        (bad(|c| c.velocity.window_secs = 0), "risk.velocity.window_secs"),
+        (bad(|c| c.velocity.max_authentications = 0), "risk.velocity.max_authentications"),
+        (bad(|c| c.low_value.max_count = 0), "risk.low_value.max_count"),
         (
             bad(|c| {
-                c.low_value.currencies.insert(
-                    "978".into(),
-                    LowValueLimits {
-                        single_limit: 5000,
-                        cumulative_limit: 4000,
-                    },
-                );
+                c.low_value
+                    .currencies
+                    .insert("978".into(), LowValueLimits { single_limit: 5000, cumulative_limit: 4000 });
             }),
             "risk.low_value.currencies.\"978\": single_limit (5000) is above cumulative_limit (4000)",
         ),
@@ -760,18 +407,10 @@ fn validate_refuses_nonsense_naming_the_key() {
         let mut thresholds = RiskConfig::default();
         thresholds.challenge_above.insert(key.into(), 1);
         let mut low = RiskConfig::default();
-        low.low_value
-            .currencies
-            .insert(key.into(), LowValueLimits::default());
-        for (c, prefix) in [
-            (thresholds, "risk.challenge_above"),
-            (low, "risk.low_value.currencies"),
-        ] {
+        low.low_value.currencies.insert(key.into(), LowValueLimits::default());
+        for (c, prefix) in [(thresholds, "risk.challenge_above"), (low, "risk.low_value.currencies")] {
             let err = c.validate().unwrap_err();
-            assert!(
-                err.contains(&format!("{prefix}.\"{key}\": not a 3-digit")),
-                "{err}"
-            );
+            assert!(err.contains(&format!("{prefix}.\"{key}\": not a 3-digit")), "{err}");
         }
     }
     for (c, key) in cases {
@@ -790,10 +429,7 @@ fn validate_refuses_nonsense_naming_the_key() {
         c.challenge_above.insert("EUR".into(), 1);
     });
     let err = two.validate().unwrap_err();
-    assert!(
-        err.contains("window_secs") && err.contains("\"EUR\""),
-        "{err}"
-    );
+    assert!(err.contains("window_secs") && err.contains("\"EUR\""), "{err}");
 }
 
 fn bad(edit: impl FnOnce(&mut RiskConfig)) -> RiskConfig {

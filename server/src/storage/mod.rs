@@ -34,32 +34,17 @@ pub trait Storage: Send + Sync + 'static {
     async fn ping(&self) -> StorageResult<()>;
 
     // Requestors and operators, found by the keyed hash of their API key.
-    async fn create_requestor(
-        &self,
-        requestor: &Requestor,
-        api_key_hash: &[u8],
-        now: i64,
-    ) -> StorageResult<()>;
+    async fn create_requestor(&self, requestor: &Requestor, api_key_hash: &[u8], now: i64) -> StorageResult<()>;
     async fn requestor_by_key(&self, api_key_hash: &[u8]) -> StorageResult<Option<Requestor>>;
     async fn requestor(&self, id: &str) -> StorageResult<Option<Requestor>>;
-    async fn create_operator(
-        &self,
-        operator: &Operator,
-        api_key_hash: &[u8],
-        now: i64,
-    ) -> StorageResult<()>;
+    async fn create_operator(&self, operator: &Operator, api_key_hash: &[u8], now: i64) -> StorageResult<()>;
     async fn operator_by_key(&self, api_key_hash: &[u8]) -> StorageResult<Option<Operator>>;
 
     // Cards.
     async fn create_card(&self, card: &NewCard) -> StorageResult<()>;
     async fn card(&self, id: &str) -> StorageResult<Option<Card>>;
     async fn card_by_pan_hash(&self, pan_hash: &[u8]) -> StorageResult<Option<Card>>;
-    async fn card_activity(
-        &self,
-        card_id: &str,
-        currency: u16,
-        recent_since: i64,
-    ) -> StorageResult<CardActivity>;
+    async fn card_activity(&self, card_id: &str, currency: u16, recent_since: i64) -> StorageResult<CardActivity>;
 
     // Enrolment.
     async fn create_enrolment_code(&self, code: &EnrolmentCode) -> StorageResult<()>;
@@ -90,38 +75,18 @@ pub trait Storage: Send + Sync + 'static {
         now: i64,
     ) -> StorageResult<()>;
     /// Returns whether the device was enrolled for the card.
-    async fn unenrol_card(
-        &self,
-        device_id: &str,
-        card_id: &str,
-        audit: &AuditEvent,
-    ) -> StorageResult<bool>;
-    async fn revoke_device(
-        &self,
-        device_id: &str,
-        now: i64,
-        audit: &AuditEvent,
-    ) -> StorageResult<()>;
+    async fn unenrol_card(&self, device_id: &str, card_id: &str, audit: &AuditEvent) -> StorageResult<bool>;
+    async fn revoke_device(&self, device_id: &str, now: i64, audit: &AuditEvent) -> StorageResult<()>;
     /// Records a request nonce; `false` if the device used it since
     /// `window_start` (a replay). Forgets nonces older than that.
-    async fn remember_nonce(
-        &self,
-        device_id: &str,
-        nonce: &[u8],
-        now: i64,
-        window_start: i64,
-    ) -> StorageResult<bool>;
+    async fn remember_nonce(&self, device_id: &str, nonce: &[u8], now: i64, window_start: i64) -> StorageResult<bool>;
 
     // Authentications and challenges.
     /// `Conflict("threeDSServerTransID")` when the requestor reused one.
     async fn record_authentication(&self, new: &NewAuthentication) -> StorageResult<()>;
     async fn authentication(&self, acs_trans_id: &str) -> StorageResult<Option<Authentication>>;
     async fn challenge(&self, id: &str) -> StorageResult<Option<Challenge>>;
-    async fn pending_challenges_for_device(
-        &self,
-        device_id: &str,
-        now: i64,
-    ) -> StorageResult<Vec<Challenge>>;
+    async fn pending_challenges_for_device(&self, device_id: &str, now: i64) -> StorageResult<Vec<Challenge>>;
     /// Ends a pending challenge and applies everything it causes; `false`
     /// (and no change at all) if it was not pending any more.
     async fn end_challenge(&self, end: &ChallengeEnd) -> StorageResult<bool>;
@@ -135,21 +100,12 @@ pub trait Storage: Send + Sync + 'static {
         payload: &serde_json::Value,
         now: i64,
     ) -> StorageResult<()>;
-    async fn outbox_pushes(
-        &self,
-        device_id: Option<&str>,
-        limit: u32,
-    ) -> StorageResult<Vec<OutboxPush>>;
+    async fn outbox_pushes(&self, device_id: Option<&str>, limit: u32) -> StorageResult<Vec<OutboxPush>>;
 
     // Result callbacks.
     /// Takes up to `limit` due callbacks and hides them until `lease_until`,
     /// so a concurrent worker does not send them too.
-    async fn claim_callbacks(
-        &self,
-        now: i64,
-        lease_until: i64,
-        limit: u32,
-    ) -> StorageResult<Vec<CallbackJob>>;
+    async fn claim_callbacks(&self, now: i64, lease_until: i64, limit: u32) -> StorageResult<Vec<CallbackJob>>;
     async fn record_callback_attempt(
         &self,
         job: &CallbackJob,
@@ -157,6 +113,64 @@ pub trait Storage: Send + Sync + 'static {
         next: CallbackNext,
     ) -> StorageResult<()>;
     async fn callback_status(&self, acs_trans_id: &str) -> StorageResult<Option<CallbackStatus>>;
+
+    // Contacts and blocking.
+    /// Replaces the card's contacts; `false` if there is no such card.
+    async fn set_card_contacts(
+        &self,
+        card_id: &str,
+        email: Option<&str>,
+        phone: Option<&str>,
+        audit: &AuditEvent,
+    ) -> StorageResult<bool>;
+    /// Clears the block and the count of wrong codes; `false` if no such card.
+    async fn unblock_card(&self, card_id: &str, audit: &AuditEvent) -> StorageResult<bool>;
+    async fn mark_push_unreachable(&self, device_id: &str, now: i64) -> StorageResult<()>;
+
+    // One-time codes.
+    /// Stores a challenge's code and its first deliveries, moves the
+    /// challenge's expiry, records why; `false` (no change) if the challenge
+    /// already has a code or is no longer pending.
+    async fn start_code(&self, new: &NewCode) -> StorageResult<bool>;
+    async fn one_time_code(&self, challenge_id: &str) -> StorageResult<Option<OneTimeCode>>;
+    /// Records a resend (the same code, new deliveries) if the code is still
+    /// at `expected_resends`; `false` if another resend got there first.
+    async fn record_resend(
+        &self,
+        challenge_id: &str,
+        expected_resends: u32,
+        now: i64,
+        deliveries: &[NewDelivery],
+        audit: &AuditEvent,
+    ) -> StorageResult<bool>;
+    /// Counts a wrong code against the card, blocking it at `limit`.
+    async fn record_code_failure(
+        &self,
+        card_id: &str,
+        limit: u32,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> StorageResult<CodeFailure>;
+    async fn deliveries(&self, challenge_id: &str) -> StorageResult<Vec<Delivery>>;
+    async fn claim_deliveries(&self, now: i64, lease_until: i64, limit: u32) -> StorageResult<Vec<Delivery>>;
+    async fn record_delivery_attempt(
+        &self,
+        delivery: &Delivery,
+        at: i64,
+        provider: &str,
+        error: Option<&str>,
+        next: DeliveryNext,
+    ) -> StorageResult<()>;
+    async fn challenges_past_push_deadline(&self, now: i64, limit: u32) -> StorageResult<Vec<Challenge>>;
+    async fn record_outbox_message(
+        &self,
+        channel: ContactChannel,
+        recipient: &str,
+        subject: Option<&str>,
+        body: &str,
+        now: i64,
+    ) -> StorageResult<()>;
+    async fn outbox_messages(&self, limit: u32) -> StorageResult<Vec<OutboxMessage>>;
 
     // Audit.
     async fn append_audit(&self, event: &AuditEvent) -> StorageResult<()>;

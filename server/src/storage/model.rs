@@ -51,6 +51,9 @@ pub struct Card {
     pub email: Option<String>,
     pub phone: Option<String>,
     pub blocked_at: Option<i64>,
+    /// Wrong one-time codes in a row; at the configured limit the card's
+    /// authentication is blocked until an operator unblocks it.
+    pub failed_code_attempts: u32,
     pub created_at: i64,
 }
 
@@ -88,6 +91,8 @@ pub struct Device {
     pub display_name: String,
     pub push_token: Option<String>,
     pub notifications_enabled: bool,
+    /// The push provider refused its token; pushes wait for a new one.
+    pub push_unreachable: bool,
     pub revoked_at: Option<i64>,
     pub created_at: i64,
 }
@@ -95,7 +100,7 @@ pub struct Device {
 impl Device {
     /// Whether a push can be sent to it at all.
     pub fn pushable(&self) -> bool {
-        self.revoked_at.is_none() && self.notifications_enabled && self.push_token.is_some()
+        self.revoked_at.is_none() && self.notifications_enabled && self.push_token.is_some() && !self.push_unreachable
     }
 }
 
@@ -121,15 +126,9 @@ impl ChallengeState {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::Approved,
-            Self::Denied,
-            Self::Expired,
-            Self::Cancelled,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
+        [Self::Pending, Self::Approved, Self::Denied, Self::Expired, Self::Cancelled]
+            .into_iter()
+            .find(|v| v.as_str() == s)
     }
 }
 
@@ -157,6 +156,10 @@ pub struct Authentication {
     pub authentication_value: Option<String>,
     pub eci: Option<String>,
     pub challenge_id: Option<String>,
+    /// The browser's language and UTC offset (EMV `browserTZ`, minutes
+    /// behind UTC), for messages to the cardholder.
+    pub browser_language: Option<String>,
+    pub browser_tz: Option<i32>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -179,6 +182,11 @@ pub struct Challenge {
     /// Why it ended, as a reason code (e.g. `approved`, `not_me`,
     /// `number_mismatch`, `expired`).
     pub outcome_reason: Option<String>,
+    /// When an unanswered push gives way to a one-time code.
+    pub push_deadline: Option<i64>,
+    /// Why a one-time code was offered (`no_device`, `notifications_off`,
+    /// `token_rejected`, `push_timeout`, `cardholder_request`).
+    pub fallback_reason: Option<String>,
 }
 
 /// An AReq's whole outcome, stored in one transaction.
@@ -204,6 +212,9 @@ pub struct ChallengeEnd {
     /// The result message for the requestor (built before the write, sent
     /// by the delivery worker after it).
     pub callback: Option<NewCallback>,
+    /// A one-time code answered it: mark the code used and clear the
+    /// card's count of wrong codes.
+    pub code_verified: bool,
     pub audit: AuditEvent,
 }
 
@@ -307,4 +318,128 @@ pub struct CardActivity {
     /// Low-value exemptions in this currency since the last approved challenge.
     pub low_value_count: u32,
     pub low_value_sum: u64,
+}
+
+/// A contact channel for one-time codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContactChannel {
+    Email,
+    Sms,
+}
+
+impl ContactChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContactChannel::Email => "email",
+            ContactChannel::Sms => "sms",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Email, Self::Sms].into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// A one-time code as stored: never the code itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneTimeCode {
+    pub challenge_id: String,
+    /// With the server's key, derives the code again (for a resend).
+    pub salt: Vec<u8>,
+    pub code_hash: Vec<u8>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub resends: u32,
+    pub last_sent_at: i64,
+    pub used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Pending,
+    Sent,
+    Failed,
+    /// Not sent by policy (e.g. SMS to a country not allowed).
+    Restricted,
+    /// Not sent because the challenge ended first.
+    Skipped,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Sent => "sent",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Restricted => "restricted",
+            DeliveryState::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Sent, Self::Failed, Self::Restricted, Self::Skipped].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    pub channel: ContactChannel,
+    pub destination_masked: String,
+    pub state: DeliveryState,
+}
+
+/// One message of a code to one contact (a resend is a new delivery).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    pub id: i64,
+    pub challenge_id: String,
+    pub channel: ContactChannel,
+    pub destination_masked: String,
+    pub send_round: u32,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryNext {
+    Sent,
+    RetryAt(i64),
+    Failed,
+    Skipped,
+}
+
+/// A new one-time code for a challenge, with its first deliveries.
+#[derive(Debug, Clone)]
+pub struct NewCode {
+    pub code: OneTimeCode,
+    pub fallback_reason: String,
+    /// The challenge stays answerable (by push too) until the code expires.
+    pub challenge_expires_at: i64,
+    pub deliveries: Vec<NewDelivery>,
+    pub audit: AuditEvent,
+}
+
+/// What a wrong code did to the card's count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeFailure {
+    pub failures: u32,
+    /// This failure reached the limit and blocked the card.
+    pub blocked_now: bool,
+}
+
+/// A message as the development outbox recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub channel: ContactChannel,
+    pub recipient: String,
+    pub subject: Option<String>,
+    pub body: String,
+    pub created_at: i64,
 }

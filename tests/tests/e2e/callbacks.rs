@@ -16,16 +16,8 @@ use crate::support::*;
 
 /// The cardholder answers the only pending challenge on `phone`.
 async fn answer(phone: &Phone, decision: Decision) {
-    let view = phone
-        .call(|c| c.pending_challenges())
-        .await
-        .unwrap()
-        .challenges
-        .remove(0);
-    phone
-        .call(move |c| c.decide(&view, decision, None))
-        .await
-        .unwrap();
+    let view = phone.call(|c| c.pending_challenges()).await.unwrap().challenges.remove(0);
+    phone.call(move |c| c.decide(&view, decision, None)).await.unwrap();
 }
 
 async fn delivery(s: &TestServer, shop: &CreatedRequestor, acs: &str) -> Value {
@@ -36,9 +28,7 @@ async fn delivery(s: &TestServer, shop: &CreatedRequestor, acs: &str) -> Value {
 /// after the receiver has answered).
 async fn recorded(s: &TestServer, shop: &CreatedRequestor, acs: &str, n: usize) -> Value {
     eventually(&format!("{n} recorded attempts"), || async move {
-        delivery(s, shop, acs).await["attempts"]
-            .as_array()
-            .is_some_and(|a| a.len() == n)
+        delivery(s, shop, acs).await["attempts"].as_array().is_some_and(|a| a.len() == n)
     })
     .await;
     delivery(s, shop, acs).await
@@ -55,12 +45,7 @@ fn attempts(delivery: &Value) -> Vec<(u64, Option<u64>)> {
 }
 
 fn attempt_times(delivery: &Value) -> Vec<i64> {
-    delivery["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["at"].as_i64().unwrap())
-        .collect()
+    delivery["attempts"].as_array().unwrap().iter().map(|a| a["at"].as_i64().unwrap()).collect()
 }
 
 async fn nothing_due(s: &TestServer) {
@@ -87,11 +72,7 @@ async fn the_rreq_is_signed_with_the_requestors_callback_secret() {
         .strip_prefix("t=")
         .and_then(|rest| rest.split_once(",v1="))
         .unwrap_or_else(|| panic!("unexpected signature header {header}"));
-    assert_eq!(
-        t.parse::<i64>().unwrap(),
-        sent_at,
-        "t is the server's clock"
-    );
+    assert_eq!(t.parse::<i64>().unwrap(), sent_at, "t is the server's clock");
     let tag = hex::decode(v1).unwrap();
     let key = hmac::Key::new(hmac::HMAC_SHA256, shop.callback_secret.as_bytes());
     hmac::verify(&key, format!("{t}.{body}").as_bytes(), &tag).expect("a valid HMAC");
@@ -166,10 +147,7 @@ async fn failed_deliveries_are_retried_with_backoff_until_one_succeeds() {
     receiver.wait_for(3).await;
     let done = recorded(&s, &shop, &acs, 3).await;
     assert_eq!(done["state"], "delivered");
-    assert_eq!(
-        attempts(&done),
-        [(1, Some(500)), (2, Some(500)), (3, Some(200))]
-    );
+    assert_eq!(attempts(&done), [(1, Some(500)), (2, Some(500)), (3, Some(200))]);
     assert_eq!(attempt_times(&done), [t0, t0 + 1_000, t0 + 3_000]);
 
     // The same signed RReq each time; nothing more after success.
@@ -206,10 +184,7 @@ async fn delivery_gives_up_after_max_attempts() {
     }
     let failed = delivery(&s, &shop, &acs).await;
     assert_eq!(failed["state"], "failed");
-    assert_eq!(
-        attempts(&failed),
-        (1..=max as u64).map(|n| (n, Some(500))).collect::<Vec<_>>()
-    );
+    assert_eq!(attempts(&failed), (1..=max as u64).map(|n| (n, Some(500))).collect::<Vec<_>>());
 
     // Given up for good: however much time passes, nothing is due.
     s.clock.advance_secs(24 * 3600);
@@ -227,9 +202,7 @@ async fn a_frictionless_result_sends_no_callback() {
     let receiver = CallbackReceiver::start(0).await;
     let (_, phone) = s.card_with_phone(PAN).await;
 
-    let (status, ares) = s
-        .areq(&shop, &areq("shop-1", PAN, 2_500, &receiver.url))
-        .await;
+    let (status, ares) = s.areq(&shop, &areq("shop-1", PAN, 2_500, &receiver.url)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ares["transStatus"], "Y");
     let frictionless = ares["acsTransID"].as_str().unwrap().to_owned();
@@ -243,11 +216,7 @@ async fn a_frictionless_result_sends_no_callback() {
     receiver.wait_for(1).await;
     recorded(&s, &shop, &challenged, 1).await;
     nothing_due(&s).await;
-    let acs_ids: Vec<Value> = receiver
-        .bodies()
-        .iter()
-        .map(|b| b["acsTransID"].clone())
-        .collect();
+    let acs_ids: Vec<Value> = receiver.bodies().iter().map(|b| b["acsTransID"].clone()).collect();
     assert_eq!(acs_ids, [json!(challenged)]);
     assert_eq!(delivery(&s, &shop, &frictionless).await, Value::Null);
 }

@@ -7,6 +7,8 @@ mod support;
 mod authentication;
 mod callbacks;
 mod challenges;
+mod codes;
+mod delivery;
 mod enrolment;
 mod malformed;
 mod rejections;

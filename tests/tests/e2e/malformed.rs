@@ -13,11 +13,7 @@ const LIMIT: usize = 16 * 1024;
 async fn raw(req: reqwest::RequestBuilder) -> (StatusCode, String, String) {
     let resp = req.send().await.unwrap();
     let status = resp.status();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
+    let content_type = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
     (status, content_type, resp.text().await.unwrap())
 }
 
@@ -46,43 +42,13 @@ async fn bad_areqs_get_emv_erro_messages() {
     let mut huge = good.clone();
     huge["browserUserAgent"] = json!("M".repeat(LIMIT + 1));
 
-    type Case = (
-        &'static str,
-        Vec<u8>,
-        StatusCode,
-        &'static str,
-        Option<&'static str>,
-    );
+    type Case = (&'static str, Vec<u8>, StatusCode, &'static str, Option<&'static str>);
     let cases: Vec<Case> = vec![
-        (
-            "not JSON",
-            b"purchaseAmount=2500".to_vec(),
-            StatusCode::BAD_REQUEST,
-            "101",
-            None,
-        ),
+        ("not JSON", b"purchaseAmount=2500".to_vec(), StatusCode::BAD_REQUEST, "101", None),
         ("empty", Vec::new(), StatusCode::BAD_REQUEST, "101", None),
-        (
-            "truncated",
-            serde_json::to_vec(&good).unwrap()[..40].to_vec(),
-            StatusCode::BAD_REQUEST,
-            "101",
-            None,
-        ),
-        (
-            "array",
-            b"[{\"messageType\":\"AReq\"}]".to_vec(),
-            StatusCode::BAD_REQUEST,
-            "101",
-            None,
-        ),
-        (
-            "string",
-            b"\"AReq\"".to_vec(),
-            StatusCode::BAD_REQUEST,
-            "101",
-            None,
-        ),
+        ("truncated", serde_json::to_vec(&good).unwrap()[..40].to_vec(), StatusCode::BAD_REQUEST, "101", None),
+        ("array", b"[{\"messageType\":\"AReq\"}]".to_vec(), StatusCode::BAD_REQUEST, "101", None),
+        ("string", b"\"AReq\"".to_vec(), StatusCode::BAD_REQUEST, "101", None),
         (
             "amount as a number",
             with(&|v| v["purchaseAmount"] = json!(2500)),
@@ -90,13 +56,7 @@ async fn bad_areqs_get_emv_erro_messages() {
             "203",
             Some("purchaseAmount"),
         ),
-        (
-            "CReq here",
-            with(&|v| v["messageType"] = json!("CReq")),
-            StatusCode::BAD_REQUEST,
-            "101",
-            Some("messageType"),
-        ),
+        ("CReq here", with(&|v| v["messageType"] = json!("CReq")), StatusCode::BAD_REQUEST, "101", Some("messageType")),
         (
             "version 2.1.0",
             with(&|v| v["messageVersion"] = json!("2.1.0")),
@@ -127,20 +87,8 @@ async fn bad_areqs_get_emv_erro_messages() {
             "304",
             Some("purchaseCurrency"),
         ),
-        (
-            "duplicate element",
-            duplicate,
-            StatusCode::BAD_REQUEST,
-            "204",
-            Some("merchantName"),
-        ),
-        (
-            "over the body limit",
-            serde_json::to_vec(&huge).unwrap(),
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "101",
-            None,
-        ),
+        ("duplicate element", duplicate, StatusCode::BAD_REQUEST, "204", Some("merchantName")),
+        ("over the body limit", serde_json::to_vec(&huge).unwrap(), StatusCode::PAYLOAD_TOO_LARGE, "101", None),
     ];
     for (what, body, status, code, detail) in cases {
         let (got, content_type, text) = raw(s
@@ -160,10 +108,7 @@ async fn bad_areqs_get_emv_erro_messages() {
         if let Some(detail) = detail {
             assert_eq!(erro["errorDetail"], detail, "{what}: {erro}");
             // A well-formed object gets its transaction id echoed.
-            assert_eq!(
-                erro["threeDSServerTransID"], good["threeDSServerTransID"],
-                "{what}: {erro}"
-            );
+            assert_eq!(erro["threeDSServerTransID"], good["threeDSServerTransID"], "{what}: {erro}");
         }
         assert!(!text.contains(PAN), "{what}: the card number was echoed");
     }
@@ -177,17 +122,8 @@ async fn bad_areqs_get_emv_erro_messages() {
     assert_eq!(erro["errorDetail"], "Authorization");
 
     // None of it was recorded as an authentication…
-    let (_, audit) = s
-        .admin(Method::GET, "/v1/admin/audit?limit=1000", None)
-        .await;
-    assert!(
-        !audit
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["kind"] == "authentication.decided"),
-        "{audit}"
-    );
+    let (_, audit) = s.admin(Method::GET, "/v1/admin/audit?limit=1000", None).await;
+    assert!(!audit.as_array().unwrap().iter().any(|e| e["kind"] == "authentication.decided"), "{audit}");
     // …and the same requestor's good AReq still goes through.
     let (got, ares) = s.areq(&shop, &good).await;
     assert_eq!(got, StatusCode::OK, "{ares}");
@@ -201,16 +137,8 @@ async fn bad_device_requests_get_typed_errors_and_change_nothing() {
     let shop = s.create_requestor("shop-1").await;
     let (card, phone) = s.card_with_phone(PAN).await;
     let acs = s.challenge(&shop, PAN, "http://127.0.0.1:9/notify").await;
-    let signed_put = |body: &[u8]| {
-        send(phone.signed(
-            &s.http,
-            Method::PUT,
-            "/v1/device/push-settings",
-            body,
-            s.now(),
-            nonce(),
-        ))
-    };
+    let signed_put =
+        |body: &[u8]| send(phone.signed(&s.http, Method::PUT, "/v1/device/push-settings", body, s.now(), nonce()));
 
     // Correctly signed, but not the JSON the route expects.
     for body in [
@@ -230,12 +158,7 @@ async fn bad_device_requests_get_typed_errors_and_change_nothing() {
     assert_refused(&got, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 
     // A decision that is not a decision.
-    let view = phone
-        .call(|c| c.pending_challenges())
-        .await
-        .unwrap()
-        .challenges
-        .remove(0);
+    let view = phone.call(|c| c.pending_challenges()).await.unwrap().challenges.remove(0);
     let got = send(phone.signed(
         &s.http,
         Method::POST,
@@ -259,26 +182,14 @@ async fn bad_device_requests_get_typed_errors_and_change_nothing() {
     .await;
     assert_refused(&got, StatusCode::UNAUTHORIZED, "unauthenticated");
     // Signed properly, but the nonce is not 16 bytes.
-    let mut auth = RequestAuth {
-        device_id: phone.device_id(),
-        timestamp_ms: s.now(),
-        nonce: vec![7; 5],
-        signature: vec![],
-    };
-    auth.signature = phone.key.sign(
-        &auth
-            .message("GET", "/v1/device/challenges", b"")
-            .signed_bytes(),
-    );
+    let mut auth =
+        RequestAuth { device_id: phone.device_id(), timestamp_ms: s.now(), nonce: vec![7; 5], signature: vec![] };
+    auth.signature = phone.key.sign(&auth.message("GET", "/v1/device/challenges", b"").signed_bytes());
     let mut req = s.http.get(s.url("/v1/device/challenges"));
     for (name, value) in auth.to_headers() {
         req = req.header(name, value);
     }
-    assert_refused(
-        &send(req).await,
-        StatusCode::UNAUTHORIZED,
-        "unauthenticated",
-    );
+    assert_refused(&send(req).await, StatusCode::UNAUTHORIZED, "unauthenticated");
 
     // Enrolment with the wrong JSON types: refused without echoing values.
     let enrol = |body: Value| send(s.http.post(s.url("/v1/device/enrolments")).json(&body));
@@ -304,51 +215,22 @@ async fn bad_device_requests_get_typed_errors_and_change_nothing() {
         body[field] = value;
         let got = enrol(body).await;
         assert_refused(&got, StatusCode::BAD_REQUEST, "bad_request");
-        assert!(
-            !got.1.to_string().contains("12345678"),
-            "{field}: {}",
-            got.1
-        );
+        assert!(!got.1.to_string().contains("12345678"), "{field}: {}", got.1);
     }
-    let got = send(
-        s.http
-            .post(s.url("/v1/device/enrolments"))
-            .header("content-type", "application/json")
-            .body("code=ABCD"),
-    )
-    .await;
+    let got =
+        send(s.http.post(s.url("/v1/device/enrolments")).header("content-type", "application/json").body("code=ABCD"))
+            .await;
     assert_refused(&got, StatusCode::BAD_REQUEST, "bad_request");
 
     // Nothing changed: the device's settings, the challenge, the phone.
-    let devices = s
-        .admin(
-            Method::GET,
-            &format!("/v1/admin/cards/{card}/devices"),
-            None,
-        )
-        .await
-        .1;
+    let devices = s.admin(Method::GET, &format!("/v1/admin/cards/{card}/devices"), None).await.1;
     assert_eq!(devices.as_array().unwrap().len(), 1, "{devices}");
     assert_eq!(devices[0]["notificationsEnabled"], true);
     assert_eq!(devices[0]["hasPushToken"], true);
-    let stored = s
-        .app
-        .storage
-        .device(&phone.device_id())
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = s.app.storage.device(&phone.device_id()).await.unwrap().unwrap();
     assert_eq!(stored.push_token.as_deref(), Some("apns-token-1"));
     assert_eq!(s.challenge_state(&shop, &acs).await, "pending");
-    assert_eq!(
-        phone
-            .call(|c| c.pending_challenges())
-            .await
-            .unwrap()
-            .challenges
-            .len(),
-        1
-    );
+    assert_eq!(phone.call(|c| c.pending_challenges()).await.unwrap().challenges.len(), 1);
     still_ready(&s).await;
 }
 
@@ -356,46 +238,28 @@ async fn bad_device_requests_get_typed_errors_and_change_nothing() {
 async fn bad_admin_requests_and_unknown_routes_get_json_errors() {
     let s = TestServer::start().await;
     let admin_post = |path: &str, body: Vec<u8>| {
-        raw(s
-            .http
-            .post(s.url(path))
-            .bearer_auth(&s.admin_key)
-            .header("content-type", "application/json")
-            .body(body))
+        raw(s.http.post(s.url(path)).bearer_auth(&s.admin_key).header("content-type", "application/json").body(body))
     };
-    let error_code = |text: &str| -> Value {
-        serde_json::from_str::<Value>(text).unwrap()["error"]["code"].clone()
-    };
+    let error_code = |text: &str| -> Value { serde_json::from_str::<Value>(text).unwrap()["error"]["code"].clone() };
 
     // A Luhn-invalid card number is refused and never echoed.
     let luhn_invalid = "378282246310006";
     let (got, content_type, text) = admin_post(
         "/v1/admin/cards",
-        serde_json::to_vec(&json!({"acctNumber": luhn_invalid, "email": "taro@example.jp"}))
-            .unwrap(),
+        serde_json::to_vec(&json!({"acctNumber": luhn_invalid, "email": "taro@example.jp"})).unwrap(),
     )
     .await;
     assert_eq!(got, StatusCode::BAD_REQUEST, "{text}");
     assert_eq!(content_type, "application/json");
     assert_eq!(error_code(&text), "bad_request");
     assert!(text.contains("acctNumber"), "{text}");
-    assert!(
-        !text.contains(luhn_invalid) && !text.contains("46310006"),
-        "{text}"
-    );
+    assert!(!text.contains(luhn_invalid) && !text.contains("46310006"), "{text}");
 
     // The number sent as a JSON number: a type error, still not echoed.
-    let (got, _, text) = admin_post(
-        "/v1/admin/cards",
-        br#"{"acctNumber": 378282246310005}"#.to_vec(),
-    )
-    .await;
+    let (got, _, text) = admin_post("/v1/admin/cards", br#"{"acctNumber": 378282246310005}"#.to_vec()).await;
     assert_eq!(got, StatusCode::BAD_REQUEST, "{text}");
     assert_eq!(error_code(&text), "bad_request");
-    assert!(
-        !text.contains("378282246310005") && !text.contains("46310005"),
-        "{text}"
-    );
+    assert!(!text.contains("378282246310005") && !text.contains("46310005"), "{text}");
 
     // Over the body limit.
     let big = json!({"acctNumber": PAN, "email": format!("{}@example.jp", "t".repeat(LIMIT))});
@@ -404,66 +268,25 @@ async fn bad_admin_requests_and_unknown_routes_get_json_errors() {
     assert_eq!(error_code(&text), "payload_too_large");
 
     // No operator key.
-    let (got, _, text) = raw(s
-        .http
-        .post(s.url("/v1/admin/cards"))
-        .json(&json!({"acctNumber": PAN})))
-    .await;
+    let (got, _, text) = raw(s.http.post(s.url("/v1/admin/cards")).json(&json!({"acctNumber": PAN}))).await;
     assert_eq!(got, StatusCode::UNAUTHORIZED, "{text}");
     assert_eq!(error_code(&text), "unauthenticated");
 
     // None of those created a card.
-    let (_, audit) = s
-        .admin(Method::GET, "/v1/admin/audit?limit=1000", None)
-        .await;
-    assert!(
-        !audit
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["kind"] == "card.created"),
-        "{audit}"
-    );
+    let (_, audit) = s.admin(Method::GET, "/v1/admin/audit?limit=1000", None).await;
+    assert!(!audit.as_array().unwrap().iter().any(|e| e["kind"] == "card.created"), "{audit}");
 
     // Unknown routes and wrong methods.
     for (method, path, status, code) in [
-        (
-            Method::GET,
-            "/v1/nothing-here",
-            StatusCode::NOT_FOUND,
-            "not_found",
-        ),
-        (
-            Method::GET,
-            "/v1/device/nothing-here",
-            StatusCode::NOT_FOUND,
-            "not_found",
-        ),
+        (Method::GET, "/v1/nothing-here", StatusCode::NOT_FOUND, "not_found"),
+        (Method::GET, "/v1/device/nothing-here", StatusCode::NOT_FOUND, "not_found"),
         (Method::POST, "/", StatusCode::NOT_FOUND, "not_found"),
-        (
-            Method::GET,
-            "/v1/authentications",
-            StatusCode::METHOD_NOT_ALLOWED,
-            "bad_request",
-        ),
-        (
-            Method::DELETE,
-            "/v1/admin/cards",
-            StatusCode::METHOD_NOT_ALLOWED,
-            "bad_request",
-        ),
-        (
-            Method::POST,
-            "/readyz",
-            StatusCode::METHOD_NOT_ALLOWED,
-            "bad_request",
-        ),
+        (Method::GET, "/v1/authentications", StatusCode::METHOD_NOT_ALLOWED, "bad_request"),
+        (Method::DELETE, "/v1/admin/cards", StatusCode::METHOD_NOT_ALLOWED, "bad_request"),
+        (Method::POST, "/readyz", StatusCode::METHOD_NOT_ALLOWED, "bad_request"),
     ] {
-        let (got, content_type, text) = raw(s
-            .http
-            .request(method.clone(), s.url(path))
-            .bearer_auth(&s.admin_key))
-        .await;
+        let (got, content_type, text) =
+            raw(s.http.request(method.clone(), s.url(path)).bearer_auth(&s.admin_key)).await;
         assert_eq!(got, status, "{method} {path}: {text}");
         assert_eq!(content_type, "application/json", "{method} {path}");
         assert_eq!(error_code(&text), code, "{method} {path}: {text}");

@@ -2,9 +2,7 @@
 //! changes nothing — the challenge stays pending and the cardholder's real
 //! answer still goes through afterwards.
 
-use countersign_core::protocol::wire::{
-    ChallengeOutcome, ChallengeView, DecisionKind, DecisionRequest,
-};
+use countersign_core::protocol::wire::{ChallengeOutcome, ChallengeView, DecisionKind, DecisionRequest};
 use countersign_core::protocol::{Decision, DecisionMessage, DenyReason, SoftwareKey};
 use countersign_server::flows::admin::CreatedRequestor;
 use reqwest::{Method, StatusCode};
@@ -26,19 +24,8 @@ async fn fixture() -> Fixture {
     let shop = s.create_requestor("shop-1").await;
     let (_, phone) = s.card_with_phone(PAN).await;
     let acs = s.challenge(&shop, PAN, "http://127.0.0.1:9/notify").await;
-    let view = phone
-        .call(|c| c.pending_challenges())
-        .await
-        .unwrap()
-        .challenges
-        .remove(0);
-    Fixture {
-        s,
-        shop,
-        phone,
-        acs,
-        view,
-    }
+    let view = phone.call(|c| c.pending_challenges()).await.unwrap().challenges.remove(0);
+    Fixture { s, shop, phone, acs, view }
 }
 
 /// A decision on `view`'s purchase signed by `key` as `device_id`;
@@ -101,11 +88,7 @@ impl Fixture {
         assert_eq!(status["transStatus"], "C", "{status}");
         assert!(status.get("authenticationValue").is_none(), "{status}");
         let view = self.view.clone();
-        let receipt = self
-            .phone
-            .call(move |c| c.decide(&view, Decision::Approve, None))
-            .await
-            .unwrap();
+        let receipt = self.phone.call(move |c| c.decide(&view, Decision::Approve, None)).await.unwrap();
         assert_eq!(receipt.outcome, ChallengeOutcome::Approved);
         let status = self.s.status(&self.shop, &self.acs).await;
         assert_eq!(status["challenge"]["state"], "approved");
@@ -129,22 +112,14 @@ async fn a_decision_signed_by_another_key_is_a_bad_signature() {
     assert_refused(&got, StatusCode::UNAUTHORIZED, "bad_signature");
 
     // A signature over one decision does not cover another (deny → approve).
-    let deny = decision_body(
-        &fx.view,
-        &fx.phone.key,
-        &fx.phone.device_id(),
-        fx.s.now(),
-        |r| {
-            r.decision = DecisionKind::Deny;
-            r.deny_reason = Some(DenyReason::NotMe);
-        },
-    );
+    let deny = decision_body(&fx.view, &fx.phone.key, &fx.phone.device_id(), fx.s.now(), |r| {
+        r.decision = DecisionKind::Deny;
+        r.deny_reason = Some(DenyReason::NotMe);
+    });
     let mut req: DecisionRequest = serde_json::from_slice(&deny).unwrap();
     req.decision = DecisionKind::Approve;
     req.deny_reason = None;
-    let got = fx
-        .post_decision(&fx.phone, &serde_json::to_vec(&req).unwrap())
-        .await;
+    let got = fx.post_decision(&fx.phone, &serde_json::to_vec(&req).unwrap()).await;
     assert_refused(&got, StatusCode::UNAUTHORIZED, "bad_signature");
     fx.assert_unchanged_then_approve().await;
 }
@@ -154,9 +129,7 @@ async fn a_body_naming_another_challenge_is_a_challenge_mismatch() {
     let fx = fixture().await;
     // A second real, pending challenge on the same card: a decision validly
     // signed for it, posted to the first one's path.
-    let other_acs =
-        fx.s.challenge(&fx.shop, PAN, "http://127.0.0.1:9/notify")
-            .await;
+    let other_acs = fx.s.challenge(&fx.shop, PAN, "http://127.0.0.1:9/notify").await;
     let other_view = fx
         .phone
         .call(|c| c.pending_challenges())
@@ -166,13 +139,7 @@ async fn a_body_naming_another_challenge_is_a_challenge_mismatch() {
         .into_iter()
         .find(|v| v.challenge_id != fx.view.challenge_id)
         .unwrap();
-    let body = decision_body(
-        &other_view,
-        &fx.phone.key,
-        &fx.phone.device_id(),
-        fx.s.now(),
-        |_| {},
-    );
+    let body = decision_body(&other_view, &fx.phone.key, &fx.phone.device_id(), fx.s.now(), |_| {});
     let got = fx.post_decision(&fx.phone, &body).await;
     assert_refused(&got, StatusCode::BAD_REQUEST, "challenge_mismatch");
     assert_eq!(fx.s.challenge_state(&fx.shop, &other_acs).await, "pending");
@@ -187,14 +154,8 @@ async fn tampered_terms_are_refused_naming_what_differs() {
         (|r| r.terms.amount_minor = 600, "amount_mismatch"),
         (|r| r.terms.currency = 840, "currency_mismatch"),
         (|r| r.terms.exponent = 0, "exponent_mismatch"),
-        (
-            |r| r.terms.merchant_name = "Nordic Outdoor AB.".into(),
-            "merchant_mismatch",
-        ),
-        (
-            |r| r.terms.merchant_id = "MID-000452".into(),
-            "requestor_mismatch",
-        ),
+        (|r| r.terms.merchant_name = "Nordic Outdoor AB.".into(), "merchant_mismatch"),
+        (|r| r.terms.merchant_id = "MID-000452".into(), "requestor_mismatch"),
     ];
     // Malformed decisions: a number where the challenge has none, a
     // denial without a reason.
@@ -207,30 +168,16 @@ async fn tampered_terms_are_refused_naming_what_differs() {
         },
     ];
     for bad in malformed {
-        let body = decision_body(
-            &fx.view,
-            &fx.phone.key,
-            &fx.phone.device_id(),
-            fx.s.now(),
-            |_| {},
-        );
+        let body = decision_body(&fx.view, &fx.phone.key, &fx.phone.device_id(), fx.s.now(), |_| {});
         let mut req: DecisionRequest = serde_json::from_slice(&body).unwrap();
         bad(&mut req);
-        let got = fx
-            .post_decision(&fx.phone, &serde_json::to_vec(&req).unwrap())
-            .await;
+        let got = fx.post_decision(&fx.phone, &serde_json::to_vec(&req).unwrap()).await;
         assert_refused(&got, StatusCode::BAD_REQUEST, "bad_request");
     }
     for (tamper, code) in cases {
         // Signed consistently over the tampered terms: the signature is
         // fine for what the body says, but that is not this purchase.
-        let body = decision_body(
-            &fx.view,
-            &fx.phone.key,
-            &fx.phone.device_id(),
-            fx.s.now(),
-            tamper,
-        );
+        let body = decision_body(&fx.view, &fx.phone.key, &fx.phone.device_id(), fx.s.now(), tamper);
         let got = fx.post_decision(&fx.phone, &body).await;
         assert_refused(&got, StatusCode::BAD_REQUEST, code);
     }
@@ -246,22 +193,9 @@ async fn a_device_enrolled_only_for_another_card_is_refused() {
     let path = format!("/v1/device/challenges/{}", fx.view.challenge_id);
     let got = send(stranger.signed(&fx.s.http, Method::GET, &path, b"", fx.s.now(), nonce())).await;
     assert_refused(&got, StatusCode::FORBIDDEN, "not_enrolled_for_card");
-    assert!(
-        stranger
-            .call(|c| c.pending_challenges())
-            .await
-            .unwrap()
-            .challenges
-            .is_empty()
-    );
+    assert!(stranger.call(|c| c.pending_challenges()).await.unwrap().challenges.is_empty());
     // …nor answer it, even with a decision it signed correctly.
-    let body = decision_body(
-        &fx.view,
-        &stranger.key,
-        &stranger.device_id(),
-        fx.s.now(),
-        |_| {},
-    );
+    let body = decision_body(&fx.view, &stranger.key, &stranger.device_id(), fx.s.now(), |_| {});
     let got = fx.post_decision(&stranger, &body).await;
     assert_refused(&got, StatusCode::FORBIDDEN, "not_enrolled_for_card");
     fx.assert_unchanged_then_approve().await;
@@ -272,16 +206,9 @@ async fn a_request_replayed_byte_for_byte_is_refused() {
     let fx = fixture().await;
     // A read replayed: the second copy is refused even though it changes nothing.
     let (ts, n) = (fx.s.now(), nonce());
-    let list = || {
-        fx.phone
-            .signed(&fx.s.http, Method::GET, "/v1/device/challenges", b"", ts, n)
-    };
+    let list = || fx.phone.signed(&fx.s.http, Method::GET, "/v1/device/challenges", b"", ts, n);
     assert_eq!(send(list()).await.0, StatusCode::OK);
-    assert_refused(
-        &send(list()).await,
-        StatusCode::UNAUTHORIZED,
-        "replayed_nonce",
-    );
+    assert_refused(&send(list()).await, StatusCode::UNAUTHORIZED, "replayed_nonce");
     assert_eq!(fx.s.challenge_state(&fx.shop, &fx.acs).await, "pending");
 
     // A denial replayed: refused for its nonce before anything else is
@@ -291,16 +218,7 @@ async fn a_request_replayed_byte_for_byte_is_refused() {
         r.deny_reason = Some(DenyReason::NotMe);
     });
     let (ts, n) = (fx.s.now(), nonce());
-    let decide = || {
-        fx.phone.signed(
-            &fx.s.http,
-            Method::POST,
-            &decision_path(&fx.view.challenge_id),
-            &body,
-            ts,
-            n,
-        )
-    };
+    let decide = || fx.phone.signed(&fx.s.http, Method::POST, &decision_path(&fx.view.challenge_id), &body, ts, n);
     let first = send(decide()).await;
     assert_eq!(first.0, StatusCode::OK, "{}", first.1);
     assert_eq!(first.1["outcome"], "denied");
@@ -311,53 +229,19 @@ async fn a_request_replayed_byte_for_byte_is_refused() {
     assert_eq!(status["challenge"]["state"], "denied");
     assert_eq!(status["transStatus"], "N");
     assert_eq!(status["transStatusReason"], "11");
-    let (_, audit) =
-        fx.s.admin(
-            Method::GET,
-            &format!("/v1/admin/audit?acsTransID={}", fx.acs),
-            None,
-        )
-        .await;
-    let ended = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "challenge.ended")
-        .count();
+    let (_, audit) = fx.s.admin(Method::GET, &format!("/v1/admin/audit?acsTransID={}", fx.acs), None).await;
+    let ended = audit.as_array().unwrap().iter().filter(|e| e["kind"] == "challenge.ended").count();
     assert_eq!(ended, 1);
 }
 
 #[tokio::test]
 async fn a_replayed_refused_decision_is_refused_for_its_nonce() {
     let fx = fixture().await;
-    let body = decision_body(
-        &fx.view,
-        &fx.phone.key,
-        &fx.phone.device_id(),
-        fx.s.now(),
-        |r| r.terms.amount_minor = 1,
-    );
+    let body = decision_body(&fx.view, &fx.phone.key, &fx.phone.device_id(), fx.s.now(), |r| r.terms.amount_minor = 1);
     let (ts, n) = (fx.s.now(), nonce());
-    let decide = || {
-        fx.phone.signed(
-            &fx.s.http,
-            Method::POST,
-            &decision_path(&fx.view.challenge_id),
-            &body,
-            ts,
-            n,
-        )
-    };
-    assert_refused(
-        &send(decide()).await,
-        StatusCode::BAD_REQUEST,
-        "amount_mismatch",
-    );
-    assert_refused(
-        &send(decide()).await,
-        StatusCode::UNAUTHORIZED,
-        "replayed_nonce",
-    );
+    let decide = || fx.phone.signed(&fx.s.http, Method::POST, &decision_path(&fx.view.challenge_id), &body, ts, n);
+    assert_refused(&send(decide()).await, StatusCode::BAD_REQUEST, "amount_mismatch");
+    assert_refused(&send(decide()).await, StatusCode::UNAUTHORIZED, "replayed_nonce");
     fx.assert_unchanged_then_approve().await;
 }
 
@@ -366,29 +250,13 @@ async fn stale_or_future_timestamps_are_refused() {
     let fx = fixture().await;
     let path = decision_path(&fx.view.challenge_id);
     let six_minutes = 6 * 60 * 1000;
-    let body = decision_body(
-        &fx.view,
-        &fx.phone.key,
-        &fx.phone.device_id(),
-        fx.s.now(),
-        |_| {},
-    );
+    let body = decision_body(&fx.view, &fx.phone.key, &fx.phone.device_id(), fx.s.now(), |_| {});
     for ts in [fx.s.now() - six_minutes, fx.s.now() + six_minutes] {
-        let got = send(
-            fx.phone
-                .signed(&fx.s.http, Method::POST, &path, &body, ts, nonce()),
-        )
-        .await;
+        let got = send(fx.phone.signed(&fx.s.http, Method::POST, &path, &body, ts, nonce())).await;
         assert_refused(&got, StatusCode::UNAUTHORIZED, "stale_timestamp");
     }
     // A fresh request carrying a decision signed six minutes ago.
-    let old = decision_body(
-        &fx.view,
-        &fx.phone.key,
-        &fx.phone.device_id(),
-        fx.s.now() - six_minutes,
-        |_| {},
-    );
+    let old = decision_body(&fx.view, &fx.phone.key, &fx.phone.device_id(), fx.s.now() - six_minutes, |_| {});
     let got = fx.post_decision(&fx.phone, &old).await;
     assert_refused(&got, StatusCode::UNAUTHORIZED, "stale_timestamp");
     // Just inside the window is still accepted further down.
@@ -427,15 +295,8 @@ async fn an_unknown_device_is_refused() {
 #[tokio::test]
 async fn a_decision_after_expiry_is_refused_and_the_purchase_is_not_approved() {
     let fx = fixture().await;
-    fx.s.clock
-        .advance_secs(fx.s.app.config.challenge.expiry_secs as i64);
-    let body = decision_body(
-        &fx.view,
-        &fx.phone.key,
-        &fx.phone.device_id(),
-        fx.s.now(),
-        |_| {},
-    );
+    fx.s.clock.advance_secs(fx.s.app.config.challenge.expiry_secs as i64);
+    let body = decision_body(&fx.view, &fx.phone.key, &fx.phone.device_id(), fx.s.now(), |_| {});
     let got = fx.post_decision(&fx.phone, &body).await;
     assert_refused(&got, StatusCode::GONE, "challenge_expired");
     let status = fx.s.status(&fx.shop, &fx.acs).await;
@@ -470,16 +331,9 @@ async fn an_unenrolled_device_is_revoked() {
     ))
     .await;
     assert_refused(&got, StatusCode::FORBIDDEN, "device_revoked");
-    let got = send(second.signed_as(
-        &revoked_id,
-        &fx.s.http,
-        Method::GET,
-        "/v1/device/challenges",
-        b"",
-        fx.s.now(),
-        nonce(),
-    ))
-    .await;
+    let got =
+        send(second.signed_as(&revoked_id, &fx.s.http, Method::GET, "/v1/device/challenges", b"", fx.s.now(), nonce()))
+            .await;
     assert_refused(&got, StatusCode::FORBIDDEN, "device_revoked");
     fx.assert_unchanged_then_approve().await;
 }
@@ -490,24 +344,13 @@ async fn a_future_dated_request_cannot_be_replayed_once_the_server_forgets_it() 
     // Signed four minutes ahead (a phone clock running fast, or a request
     // made to be replayed later): accepted, as it is inside the window.
     let (ts, n) = (fx.s.now() + 4 * 60 * 1000, nonce());
-    let list = || {
-        fx.phone
-            .signed(&fx.s.http, Method::GET, "/v1/device/challenges", b"", ts, n)
-    };
+    let list = || fx.phone.signed(&fx.s.http, Method::GET, "/v1/device/challenges", b"", ts, n);
     assert_eq!(send(list()).await.0, StatusCode::OK);
     // Six minutes later its timestamp is still fresh (two minutes old),
     // so its nonce must still be remembered.
     fx.s.clock.advance_secs(6 * 60);
-    assert_refused(
-        &send(list()).await,
-        StatusCode::UNAUTHORIZED,
-        "replayed_nonce",
-    );
+    assert_refused(&send(list()).await, StatusCode::UNAUTHORIZED, "replayed_nonce");
     // Once the timestamp itself is stale, that is the refusal.
     fx.s.clock.advance_secs(4 * 60);
-    assert_refused(
-        &send(list()).await,
-        StatusCode::UNAUTHORIZED,
-        "stale_timestamp",
-    );
+    assert_refused(&send(list()).await, StatusCode::UNAUTHORIZED, "stale_timestamp");
 }

@@ -18,16 +18,8 @@ async fn a_restart_keeps_every_state() {
 
     // One purchase approved, one still pending.
     let approved = s.challenge(&shop, PAN, "http://127.0.0.1:9/notify").await;
-    let view = phone
-        .call(|c| c.pending_challenges())
-        .await
-        .unwrap()
-        .challenges
-        .remove(0);
-    phone
-        .call(move |c| c.decide(&view, Decision::Approve, None))
-        .await
-        .unwrap();
+    let view = phone.call(|c| c.pending_challenges()).await.unwrap().challenges.remove(0);
+    phone.call(move |c| c.decide(&view, Decision::Approve, None)).await.unwrap();
     let before = s.status(&shop, &approved).await;
     assert_eq!(before["transStatus"], "Y");
     let value = before["authenticationValue"].as_str().unwrap().to_owned();
@@ -36,14 +28,7 @@ async fn a_restart_keeps_every_state() {
     // A signed request whose nonce is then spent.
     let (ts, spent) = (s.now(), nonce());
     let list = |phone: &Phone, base_http: &reqwest::Client| {
-        phone.signed(
-            base_http,
-            Method::GET,
-            "/v1/device/challenges",
-            b"",
-            ts,
-            spent,
-        )
+        phone.signed(base_http, Method::GET, "/v1/device/challenges", b"", ts, spent)
     };
     assert_eq!(send(list(&phone, &s.http)).await.0, StatusCode::OK);
 
@@ -56,19 +41,12 @@ async fn a_restart_keeps_every_state() {
     assert_refused(&replay, StatusCode::UNAUTHORIZED, "replayed_nonce");
 
     // The device still authenticates and sees the pending purchase.
-    let views = phone
-        .call(|c| c.pending_challenges())
-        .await
-        .unwrap()
-        .challenges;
+    let views = phone.call(|c| c.pending_challenges()).await.unwrap().challenges;
     assert_eq!(views.len(), 1);
     assert_eq!(views[0].card.card_id, card);
     assert_eq!(s.challenge_state(&shop, &pending).await, "pending");
     let view = views[0].clone();
-    let receipt = phone
-        .call(move |c| c.decide(&view, Decision::Approve, None))
-        .await
-        .unwrap();
+    let receipt = phone.call(move |c| c.decide(&view, Decision::Approve, None)).await.unwrap();
     assert_eq!(receipt.outcome, ChallengeOutcome::Approved);
     assert_eq!(s.status(&shop, &pending).await["transStatus"], "Y");
 
@@ -91,19 +69,12 @@ async fn a_restart_keeps_every_state() {
         .await;
     assert_eq!(status, StatusCode::OK, "{verdict}");
     assert_eq!(verdict, json!({"valid": true, "eci": "05"}));
-    let (status, card_view) = s
-        .admin(Method::GET, &format!("/v1/admin/cards/{card}"), None)
-        .await;
+    let (status, card_view) = s.admin(Method::GET, &format!("/v1/admin/cards/{card}"), None).await;
     assert_eq!(status, StatusCode::OK, "{card_view}");
     assert_eq!(card_view["maskedPan"], "•••• 0005");
 
     // The card is still found by its number: a new purchase is frictionless.
-    let (status, ares) = s
-        .areq(
-            &shop,
-            &areq("shop-1", PAN, 1_000, "http://127.0.0.1:9/notify"),
-        )
-        .await;
+    let (status, ares) = s.areq(&shop, &areq("shop-1", PAN, 1_000, "http://127.0.0.1:9/notify")).await;
     assert_eq!(status, StatusCode::OK, "{ares}");
     assert_eq!(ares["transStatus"], "Y");
 
@@ -115,22 +86,10 @@ async fn a_restart_keeps_every_state() {
     // And used codes stay used.
     let reused = s.phone();
     let code = later_code.clone();
-    let again = reused
-        .call(move |c| {
-            c.enrol(
-                &code,
-                countersign_core::protocol::Platform::Android,
-                None,
-                false,
-                "x",
-            )
-        })
-        .await;
+    let again =
+        reused.call(move |c| c.enrol(&code, countersign_core::protocol::Platform::Android, None, false, "x")).await;
     assert!(
-        matches!(
-            again,
-            Err(countersign_core::client::ClientError::ServerRefused { status: 409, .. })
-        ),
+        matches!(again, Err(countersign_core::client::ClientError::ServerRefused { status: 409, .. })),
         "{again:?}"
     );
 }
@@ -142,21 +101,11 @@ async fn a_result_delivery_owed_before_a_restart_is_made_after_it() {
     let receiver = CallbackReceiver::start(1).await;
     let (_, phone) = s.card_with_phone(PAN).await;
     let acs = s.challenge(&shop, PAN, &receiver.url).await;
-    let view = phone
-        .call(|c| c.pending_challenges())
-        .await
-        .unwrap()
-        .challenges
-        .remove(0);
-    phone
-        .call(move |c| c.decide(&view, Decision::Approve, None))
-        .await
-        .unwrap();
+    let view = phone.call(|c| c.pending_challenges()).await.unwrap().challenges.remove(0);
+    phone.call(move |c| c.decide(&view, Decision::Approve, None)).await.unwrap();
     receiver.wait_for(1).await;
     eventually("the failed attempt recorded", || async {
-        s.status(&shop, &acs).await["resultDelivery"]["attempts"]
-            .as_array()
-            .is_some_and(|a| a.len() == 1)
+        s.status(&shop, &acs).await["resultDelivery"]["attempts"].as_array().is_some_and(|a| a.len() == 1)
     })
     .await;
 
@@ -171,11 +120,6 @@ async fn a_result_delivery_owed_before_a_restart_is_made_after_it() {
     })
     .await;
     let done = s.status(&shop, &acs).await["resultDelivery"].clone();
-    let statuses: Vec<_> = done["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["httpStatus"].as_u64())
-        .collect();
+    let statuses: Vec<_> = done["attempts"].as_array().unwrap().iter().map(|a| a["httpStatus"].as_u64()).collect();
     assert_eq!(statuses, [Some(500), Some(200)]);
 }

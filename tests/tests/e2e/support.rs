@@ -10,6 +10,7 @@ use countersign_core::protocol::{Platform, RequestAuth, SoftwareKey};
 use countersign_server::clock::{Clock, ManualClock};
 use countersign_server::config::Config;
 use countersign_server::flows::admin::{self, CreatedRequestor};
+use countersign_server::notifier::Notifier;
 use countersign_server::storage::OperatorRole;
 use countersign_server::{App, RunningServer};
 use reqwest::StatusCode;
@@ -54,19 +55,70 @@ impl TestServer {
         tweak(&mut c);
         let clock = ManualClock::starting_at(countersign_server::clock::SystemClock.now_ms());
         let (app, server, base) = launch(c, clock.clone()).await;
-        let admin_key = admin::create_operator(&app, "test admin", OperatorRole::Admin, "test")
-            .await
-            .unwrap()
-            .api_key;
-        Self {
-            dir,
-            clock,
-            app,
-            base,
-            admin_key,
-            http: reqwest::Client::new(),
-            server: Some(server),
+        let admin_key = admin::create_operator(&app, "test admin", OperatorRole::Admin, "test").await.unwrap().api_key;
+        Self { dir, clock, app, base, admin_key, http: reqwest::Client::new(), server: Some(server) }
+    }
+
+    /// Starts with a notifier of the test's own instead of the outbox.
+    pub async fn start_with_notifier(notifier: Arc<dyn Notifier>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path());
+        let clock = ManualClock::starting_at(countersign_server::clock::SystemClock.now_ms());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        c.server.public_url = Some(base.clone());
+        let storage: Arc<dyn countersign_server::storage::Storage> = Arc::new(
+            countersign_server::storage::sqlite::SqliteStorage::open(
+                &c.sqlite_path().unwrap(),
+                2,
+                c.database.synchronous,
+                clock.now_ms(),
+            )
+            .unwrap(),
+        );
+        let app = App::with_parts(c, storage, Arc::new(clock.clone()), notifier).unwrap();
+        let server = countersign_server::start(app.clone(), listener).unwrap();
+        let admin_key = admin::create_operator(&app, "test admin", OperatorRole::Admin, "test").await.unwrap().api_key;
+        Self { dir, clock, app, base, admin_key, http: reqwest::Client::new(), server: Some(server) }
+    }
+
+    /// What the challenge window shows for a purchase.
+    pub async fn window(&self, acs: &str) -> Value {
+        let resp = self.http.get(self.url(&format!("/v1/window/{acs}"))).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json().await.unwrap()
+    }
+
+    /// A window action (`code`, `code/resend`, `code/verify`).
+    pub async fn window_post(&self, acs: &str, action: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.http.post(self.url(&format!("/v1/window/{acs}/{action}")));
+        if let Some(b) = body {
+            req = req.json(&b);
         }
+        send(req).await
+    }
+
+    /// The development outbox's messages, oldest first.
+    pub async fn messages(&self) -> Vec<Value> {
+        let (status, body) = self.admin(reqwest::Method::GET, "/v1/admin/messages?limit=500", None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let mut all = body.as_array().unwrap().clone();
+        all.reverse();
+        all
+    }
+
+    /// Waits (bounded) for the `n`th message to `recipient`; returns the
+    /// six-digit code in it.
+    pub async fn nth_code_to(&self, recipient: &str, n: usize) -> String {
+        for _ in 0..250 {
+            let to_them: Vec<Value> =
+                self.messages().await.into_iter().filter(|m| m["recipient"] == recipient).collect();
+            if let Some(m) = to_them.get(n - 1) {
+                return six_digits(m["body"].as_str().unwrap()).expect("a code in the message");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("no message {n} to {recipient}");
     }
 
     /// Stops the server and starts a new one on the same database and key.
@@ -84,16 +136,8 @@ impl TestServer {
     }
 
     /// An admin API call; returns status and JSON body.
-    pub async fn admin(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, self.url(path))
-            .bearer_auth(&self.admin_key);
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(&self.admin_key);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -104,11 +148,7 @@ impl TestServer {
 
     pub async fn create_requestor(&self, id: &str) -> CreatedRequestor {
         let (status, body) = self
-            .admin(
-                reqwest::Method::POST,
-                "/v1/admin/requestors",
-                Some(json!({"id": id, "name": format!("{id} shop")})),
-            )
+            .admin(reqwest::Method::POST, "/v1/admin/requestors", Some(json!({"id": id, "name": format!("{id} shop")})))
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         serde_json::from_value(body).unwrap()
@@ -128,13 +168,8 @@ impl TestServer {
     }
 
     pub async fn enrolment_code(&self, card_id: &str) -> String {
-        let (status, body) = self
-            .admin(
-                reqwest::Method::POST,
-                &format!("/v1/admin/cards/{card_id}/enrolment-codes"),
-                None,
-            )
-            .await;
+        let (status, body) =
+            self.admin(reqwest::Method::POST, &format!("/v1/admin/cards/{card_id}/enrolment-codes"), None).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["code"].as_str().unwrap().to_owned()
     }
@@ -173,18 +208,11 @@ impl TestServer {
         // The blocking client owns a runtime of its own: make and drop it
         // outside the test's runtime.
         let client = std::thread::spawn(move || {
-            DeviceClient::new(&base, signer, None)
-                .unwrap()
-                .with_clock(Arc::new(move || clock.now_ms()))
+            DeviceClient::new(&base, signer, None).unwrap().with_clock(Arc::new(move || clock.now_ms()))
         })
         .join()
         .unwrap();
-        Phone {
-            client: Arc::new(OffRuntime(Some(client))),
-            key,
-            base: self.base.clone(),
-            clock: self.clock.clone(),
-        }
+        Phone { client: Arc::new(OffRuntime(Some(client))), key, base: self.base.clone(), clock: self.clock.clone() }
     }
 
     /// The server clock's time (ms), which the phones share.
@@ -194,13 +222,8 @@ impl TestServer {
 
     /// The pushes the outbox recorded for one device, newest first.
     pub async fn pushes(&self, device_id: &str) -> Vec<Value> {
-        let (status, body) = self
-            .admin(
-                reqwest::Method::GET,
-                &format!("/v1/admin/pushes?deviceId={device_id}"),
-                None,
-            )
-            .await;
+        let (status, body) =
+            self.admin(reqwest::Method::GET, &format!("/v1/admin/pushes?deviceId={device_id}"), None).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body.as_array().unwrap().clone()
     }
@@ -208,9 +231,7 @@ impl TestServer {
     /// A challenge AReq (60.00 EUR: above the low-value exemption, below
     /// number matching); returns the acsTransID.
     pub async fn challenge(&self, requestor: &CreatedRequestor, pan: &str, notify: &str) -> String {
-        let (status, ares) = self
-            .areq(requestor, &areq(&requestor.id, pan, 6_000, notify))
-            .await;
+        let (status, ares) = self.areq(requestor, &areq(&requestor.id, pan, 6_000, notify)).await;
         assert_eq!(status, StatusCode::OK, "{ares}");
         assert_eq!(ares["transStatus"], "C", "{ares}");
         ares["acsTransID"].as_str().unwrap().to_owned()
@@ -218,10 +239,7 @@ impl TestServer {
 
     /// The state of the challenge behind an authentication.
     pub async fn challenge_state(&self, requestor: &CreatedRequestor, acs: &str) -> String {
-        self.status(requestor, acs).await["challenge"]["state"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        self.status(requestor, acs).await["challenge"]["state"].as_str().unwrap().to_owned()
     }
 
     /// A card with one phone enrolled on it.
@@ -265,16 +283,9 @@ impl Drop for OffRuntime {
 
 impl Phone {
     /// Runs a client call on the blocking pool.
-    pub async fn call<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&DeviceClient) -> R + Send + 'static,
-    ) -> R {
+    pub async fn call<R: Send + 'static>(&self, f: impl FnOnce(&DeviceClient) -> R + Send + 'static) -> R {
         let client = self.client.clone();
-        tokio::task::spawn_blocking(move || {
-            f(client.0.as_ref().expect("client present until drop"))
-        })
-        .await
-        .unwrap()
+        tokio::task::spawn_blocking(move || f(client.0.as_ref().expect("client present until drop"))).await.unwrap()
     }
 
     pub async fn enrol(&self, code: &str) -> EnrolmentResponse {
@@ -289,17 +300,7 @@ impl Phone {
         notifications_enabled: bool,
     ) -> EnrolmentResponse {
         let (code, token) = (code.to_owned(), push_token.map(str::to_owned));
-        self.call(move |c| {
-            c.enrol(
-                &code,
-                Platform::Ios,
-                token,
-                notifications_enabled,
-                "Taro's iPhone",
-            )
-        })
-        .await
-        .unwrap()
+        self.call(move |c| c.enrol(&code, Platform::Ios, token, notifications_enabled, "Taro's iPhone")).await.unwrap()
     }
 
     /// The same phone (key and device id) talking to a server at `base`,
@@ -309,26 +310,15 @@ impl Phone {
         let device_id = self.device_id();
         let (b, signer, c) = (base.clone(), key.clone(), clock.clone());
         let client = std::thread::spawn(move || {
-            DeviceClient::new(&b, signer, Some(device_id))
-                .unwrap()
-                .with_clock(Arc::new(move || c.now_ms()))
+            DeviceClient::new(&b, signer, Some(device_id)).unwrap().with_clock(Arc::new(move || c.now_ms()))
         })
         .join()
         .unwrap();
-        Phone {
-            client: Arc::new(OffRuntime(Some(client))),
-            key,
-            base,
-            clock,
-        }
+        Phone { client: Arc::new(OffRuntime(Some(client))), key, base, clock }
     }
 
     pub fn device_id(&self) -> String {
-        self.client
-            .0
-            .as_ref()
-            .and_then(DeviceClient::device_id)
-            .expect("the phone has enrolled")
+        self.client.0.as_ref().and_then(DeviceClient::device_id).expect("the phone has enrolled")
     }
 
     /// A request signed by hand: `ts` and `nonce` chosen by the test.
@@ -357,18 +347,10 @@ impl Phone {
         ts: i64,
         nonce: [u8; 16],
     ) -> reqwest::RequestBuilder {
-        let mut auth = RequestAuth {
-            device_id: device_id.to_owned(),
-            timestamp_ms: ts,
-            nonce: nonce.to_vec(),
-            signature: vec![],
-        };
-        auth.signature = self
-            .key
-            .sign(&auth.message(method.as_str(), path, body).signed_bytes());
-        let mut req = http
-            .request(method, format!("{}{path}", self.base))
-            .body(body.to_vec());
+        let mut auth =
+            RequestAuth { device_id: device_id.to_owned(), timestamp_ms: ts, nonce: nonce.to_vec(), signature: vec![] };
+        auth.signature = self.key.sign(&auth.message(method.as_str(), path, body).signed_bytes());
+        let mut req = http.request(method, format!("{}{path}", self.base)).body(body.to_vec());
         for (name, value) in auth.to_headers() {
             req = req.header(name, value);
         }
@@ -460,12 +442,7 @@ impl CallbackReceiver {
     }
 
     pub fn bodies(&self) -> Vec<Value> {
-        self.received
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, b)| serde_json::from_str(b).unwrap())
-            .collect()
+        self.received.lock().unwrap().iter().map(|(_, b)| serde_json::from_str(b).unwrap()).collect()
     }
 
     /// Waits (real time, bounded) until at least `n` callbacks arrived.
@@ -476,11 +453,18 @@ impl CallbackReceiver {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        panic!(
-            "expected {n} callbacks, got {}",
-            self.received.lock().unwrap().len()
-        );
+        panic!("expected {n} callbacks, got {}", self.received.lock().unwrap().len());
     }
+}
+
+/// The first run of exactly six digits in `text`.
+pub fn six_digits(text: &str) -> Option<String> {
+    let chars: Vec<char> = text.chars().collect();
+    (0..chars.len()).find_map(|i| {
+        let run: String = chars[i..].iter().take_while(|c| c.is_ascii_digit()).collect();
+        let starts = i == 0 || !chars[i - 1].is_ascii_digit();
+        (starts && run.len() == 6).then_some(run)
+    })
 }
 
 /// Polls (bounded) until `check` holds.

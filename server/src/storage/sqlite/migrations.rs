@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-const MIGRATIONS: &[(u32, &str)] = &[(1, INITIAL)];
+const MIGRATIONS: &[(u32, &str)] = &[(1, INITIAL), (2, ONE_TIME_CODES)];
 
 const INITIAL: &str = r#"
 CREATE TABLE requestors (
@@ -162,6 +162,67 @@ CREATE INDEX audit_by_card ON audit_events (card_id, at);
 CREATE INDEX audit_by_transaction ON audit_events (acs_trans_id);
 "#;
 
+/// The one-time-code fallback: codes, their deliveries, the development
+/// message outbox, and what the fallback needs to know of cards, devices
+/// and challenges.
+const ONE_TIME_CODES: &str = r#"
+ALTER TABLE devices ADD COLUMN push_unreachable INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE cards ADD COLUMN failed_code_attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE authentications ADD COLUMN browser_language TEXT;
+ALTER TABLE authentications ADD COLUMN browser_tz INTEGER;
+ALTER TABLE challenges ADD COLUMN push_deadline INTEGER;
+ALTER TABLE challenges ADD COLUMN fallback_reason TEXT;
+CREATE INDEX challenges_push_deadline ON challenges (state, push_deadline);
+
+-- The code itself is never stored: with the server's key, `salt` derives it
+-- again (so a resend repeats it), and `code_hash` checks an answer.
+CREATE TABLE one_time_codes (
+    challenge_id TEXT PRIMARY KEY REFERENCES challenges(id),
+    salt         BLOB NOT NULL,
+    code_hash    BLOB NOT NULL,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    resends      INTEGER NOT NULL DEFAULT 0,
+    last_sent_at INTEGER NOT NULL,
+    used_at      INTEGER
+);
+
+CREATE TABLE deliveries (
+    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    challenge_id       TEXT NOT NULL REFERENCES challenges(id),
+    channel            TEXT NOT NULL CHECK (channel IN ('email', 'sms')),
+    destination_masked TEXT NOT NULL,
+    send_round         INTEGER NOT NULL,
+    state              TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed', 'restricted', 'skipped')),
+    attempts           INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at    INTEGER NOT NULL,
+    last_error         TEXT,
+    created_at         INTEGER NOT NULL,
+    updated_at         INTEGER NOT NULL
+);
+CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at);
+CREATE INDEX deliveries_by_challenge ON deliveries (challenge_id);
+
+CREATE TABLE delivery_attempts (
+    delivery_id INTEGER NOT NULL REFERENCES deliveries(id),
+    attempt     INTEGER NOT NULL,
+    at          INTEGER NOT NULL,
+    provider    TEXT NOT NULL,
+    error       TEXT,
+    PRIMARY KEY (delivery_id, attempt)
+);
+
+-- Development delivery only (`transport = "outbox"`): the messages as sent.
+CREATE TABLE message_outbox (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel    TEXT NOT NULL,
+    recipient  TEXT NOT NULL,
+    subject    TEXT,
+    body       TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+"#;
+
 /// Applies every migration not yet applied; returns how many ran.
 pub fn migrate(conn: &mut Connection, now_ms: i64) -> rusqlite::Result<usize> {
     conn.execute_batch(
@@ -170,17 +231,13 @@ pub fn migrate(conn: &mut Connection, now_ms: i64) -> rusqlite::Result<usize> {
     let mut applied = 0;
     for (version, sql) in MIGRATIONS {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let done: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
-            [version],
-            |r| r.get(0),
-        )?;
+        let done: bool =
+            tx.query_row("SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)", [version], |r| {
+                r.get(0)
+            })?;
         if !done {
             tx.execute_batch(sql)?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-                (version, now_ms),
-            )?;
+            tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)", (version, now_ms))?;
             applied += 1;
         }
         tx.commit()?;

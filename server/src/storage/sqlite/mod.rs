@@ -29,12 +29,7 @@ pub enum Synchronous {
 
 impl SqliteStorage {
     /// Opens (creating if needed) the database file and applies migrations.
-    pub fn open(
-        path: &Path,
-        connections: usize,
-        synchronous: Synchronous,
-        now_ms: i64,
-    ) -> StorageResult<Self> {
+    pub fn open(path: &Path, connections: usize, synchronous: Synchronous, now_ms: i64) -> StorageResult<Self> {
         let sync = match synchronous {
             Synchronous::Normal => "NORMAL",
             Synchronous::Full => "FULL",
@@ -42,8 +37,7 @@ impl SqliteStorage {
         let pool = Pool::open(path, connections.max(1), sync)?;
         let storage = Self { pool };
         let mut conn = Connection::open(path).map_err(unavailable)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(unavailable)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
         migrations::migrate(&mut conn, now_ms).map_err(unavailable)?;
         Ok(storage)
     }
@@ -57,18 +51,12 @@ impl SqliteStorage {
     }
 
     /// The row `sql` finds for `key`, if any.
-    async fn one<T, K>(
-        &self,
-        sql: String,
-        key: K,
-        map: fn(&Row<'_>) -> rusqlite::Result<T>,
-    ) -> StorageResult<Option<T>>
+    async fn one<T, K>(&self, sql: String, key: K, map: fn(&Row<'_>) -> rusqlite::Result<T>) -> StorageResult<Option<T>>
     where
         T: Send + 'static,
         K: rusqlite::ToSql + Send + 'static,
     {
-        self.read(move |c| c.prepare_cached(&sql)?.query_row([key], map).optional())
-            .await
+        self.read(move |c| c.prepare_cached(&sql)?.query_row([key], map).optional()).await
     }
 
     /// Runs `f` in a write transaction begun IMMEDIATE, so it takes the
@@ -112,30 +100,19 @@ fn json_text<T: serde::Serialize>(v: &T) -> String {
 }
 
 fn corrupt(what: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        0,
-        rusqlite::types::Type::Text,
-        what.to_owned().into(),
-    )
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, what.to_owned().into())
 }
 
 fn requestor_from(r: &Row<'_>) -> rusqlite::Result<Requestor> {
-    Ok(Requestor {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        callback_secret: r.get(2)?,
-    })
+    Ok(Requestor { id: r.get(0)?, name: r.get(1)?, callback_secret: r.get(2)? })
 }
 
 /// `cols` with each column qualified by a table alias, for joins.
 fn qualified(cols: &str, alias: &str) -> String {
-    cols.split(',')
-        .map(|col| format!("{alias}.{}", col.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
+    cols.split(',').map(|col| format!("{alias}.{}", col.trim())).collect::<Vec<_>>().join(", ")
 }
 
-const CARD_COLUMNS: &str = "id, pan_last4, language, email, phone, blocked_at, created_at";
+const CARD_COLUMNS: &str = "id, pan_last4, language, email, phone, blocked_at, failed_code_attempts, created_at";
 
 fn card_from(row: &Row<'_>) -> rusqlite::Result<Card> {
     Ok(Card {
@@ -145,11 +122,12 @@ fn card_from(row: &Row<'_>) -> rusqlite::Result<Card> {
         email: row.get(3)?,
         phone: row.get(4)?,
         blocked_at: row.get(5)?,
-        created_at: row.get(6)?,
+        failed_code_attempts: row.get(6)?,
+        created_at: row.get(7)?,
     })
 }
 
-const DEVICE_COLUMNS: &str = "id, public_key, platform, display_name, push_token, notifications_enabled, revoked_at, created_at";
+const DEVICE_COLUMNS: &str = "id, public_key, platform, display_name, push_token, notifications_enabled, push_unreachable, revoked_at, created_at";
 
 fn device_from(row: &Row<'_>) -> rusqlite::Result<Device> {
     Ok(Device {
@@ -159,14 +137,16 @@ fn device_from(row: &Row<'_>) -> rusqlite::Result<Device> {
         display_name: row.get(3)?,
         push_token: row.get(4)?,
         notifications_enabled: row.get(5)?,
-        revoked_at: row.get(6)?,
-        created_at: row.get(7)?,
+        push_unreachable: row.get(6)?,
+        revoked_at: row.get(7)?,
+        created_at: row.get(8)?,
     })
 }
 
 const AUTHENTICATION_COLUMNS: &str = "acs_trans_id, ds_trans_id, requestor_id, card_id, message_version, \
     message_category, amount_minor, currency, exponent, merchant_name, merchant_id, notification_url, trans_status, \
-    trans_status_reason, reasons, low_value_exempt, authentication_value, eci, challenge_id, created_at, updated_at";
+    trans_status_reason, reasons, low_value_exempt, authentication_value, eci, challenge_id, created_at, updated_at, \
+    browser_language, browser_tz";
 
 fn authentication_from(row: &Row<'_>) -> rusqlite::Result<Authentication> {
     let reasons: String = row.get(14)?;
@@ -192,11 +172,13 @@ fn authentication_from(row: &Row<'_>) -> rusqlite::Result<Authentication> {
         challenge_id: row.get(18)?,
         created_at: row.get(19)?,
         updated_at: row.get(20)?,
+        browser_language: row.get(21)?,
+        browser_tz: row.get(22)?,
     })
 }
 
 const CHALLENGE_COLUMNS: &str = "id, acs_trans_id, card_id, nonce, state, number_match, number_choices, created_at, \
-    expires_at, decided_at, decided_by_device, outcome_reason";
+    expires_at, decided_at, decided_by_device, outcome_reason, push_deadline, fallback_reason";
 
 fn challenge_from(row: &Row<'_>) -> rusqlite::Result<Challenge> {
     let state: String = row.get(4)?;
@@ -208,15 +190,58 @@ fn challenge_from(row: &Row<'_>) -> rusqlite::Result<Challenge> {
         nonce: row.get(3)?,
         state: ChallengeState::parse(&state).ok_or_else(|| corrupt("challenge state"))?,
         number_match: row.get(5)?,
-        number_choices: choices
-            .map(|c| serde_json::from_str(&c).map_err(|_| corrupt("number choices")))
-            .transpose()?,
+        number_choices: choices.map(|c| serde_json::from_str(&c).map_err(|_| corrupt("number choices"))).transpose()?,
         created_at: row.get(7)?,
         expires_at: row.get(8)?,
         decided_at: row.get(9)?,
         decided_by_device: row.get(10)?,
         outcome_reason: row.get(11)?,
+        push_deadline: row.get(12)?,
+        fallback_reason: row.get(13)?,
     })
+}
+
+const DELIVERY_COLUMNS: &str =
+    "id, challenge_id, channel, destination_masked, send_round, state, attempts, last_error, updated_at";
+
+fn delivery_from(row: &Row<'_>) -> rusqlite::Result<Delivery> {
+    let channel: String = row.get(2)?;
+    let state: String = row.get(5)?;
+    Ok(Delivery {
+        id: row.get(0)?,
+        challenge_id: row.get(1)?,
+        channel: ContactChannel::parse(&channel).ok_or_else(|| corrupt("delivery channel"))?,
+        destination_masked: row.get(3)?,
+        send_round: row.get(4)?,
+        state: DeliveryState::parse(&state).ok_or_else(|| corrupt("delivery state"))?,
+        attempts: row.get(6)?,
+        last_error: row.get(7)?,
+        updated_at: row.get(8)?,
+    })
+}
+
+fn insert_deliveries(
+    conn: &Connection,
+    challenge_id: &str,
+    round: u32,
+    now: i64,
+    deliveries: &[NewDelivery],
+) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO deliveries (challenge_id, channel, destination_masked, send_round, state, next_attempt_at, \
+         created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)",
+    )?;
+    for d in deliveries {
+        insert.execute(params![
+            challenge_id,
+            d.channel.as_str(),
+            d.destination_masked,
+            round,
+            d.state.as_str(),
+            now
+        ])?;
+    }
+    Ok(())
 }
 
 fn insert_audit(conn: &Connection, e: &AuditEvent) -> rusqlite::Result<()> {
@@ -244,12 +269,7 @@ impl Storage for SqliteStorage {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
     }
 
-    async fn create_requestor(
-        &self,
-        r: &Requestor,
-        api_key_hash: &[u8],
-        now: i64,
-    ) -> StorageResult<()> {
+    async fn create_requestor(&self, r: &Requestor, api_key_hash: &[u8], now: i64) -> StorageResult<()> {
         let (r, hash) = (r.clone(), api_key_hash.to_vec());
         self.write(move |tx| {
             tx.execute(
@@ -272,20 +292,11 @@ impl Storage for SqliteStorage {
     }
 
     async fn requestor(&self, id: &str) -> StorageResult<Option<Requestor>> {
-        self.one(
-            "SELECT id, name, callback_secret FROM requestors WHERE id = ?1".into(),
-            id.to_owned(),
-            requestor_from,
-        )
-        .await
+        self.one("SELECT id, name, callback_secret FROM requestors WHERE id = ?1".into(), id.to_owned(), requestor_from)
+            .await
     }
 
-    async fn create_operator(
-        &self,
-        o: &Operator,
-        api_key_hash: &[u8],
-        now: i64,
-    ) -> StorageResult<()> {
+    async fn create_operator(&self, o: &Operator, api_key_hash: &[u8], now: i64) -> StorageResult<()> {
         let (o, hash) = (o.clone(), api_key_hash.to_vec());
         self.write(move |tx| {
             tx.execute(
@@ -331,29 +342,14 @@ impl Storage for SqliteStorage {
     }
 
     async fn card(&self, id: &str) -> StorageResult<Option<Card>> {
-        self.one(
-            format!("SELECT {CARD_COLUMNS} FROM cards WHERE id = ?1"),
-            id.to_owned(),
-            card_from,
-        )
-        .await
+        self.one(format!("SELECT {CARD_COLUMNS} FROM cards WHERE id = ?1"), id.to_owned(), card_from).await
     }
 
     async fn card_by_pan_hash(&self, pan_hash: &[u8]) -> StorageResult<Option<Card>> {
-        self.one(
-            format!("SELECT {CARD_COLUMNS} FROM cards WHERE pan_hash = ?1"),
-            pan_hash.to_vec(),
-            card_from,
-        )
-        .await
+        self.one(format!("SELECT {CARD_COLUMNS} FROM cards WHERE pan_hash = ?1"), pan_hash.to_vec(), card_from).await
     }
 
-    async fn card_activity(
-        &self,
-        card_id: &str,
-        currency: u16,
-        recent_since: i64,
-    ) -> StorageResult<CardActivity> {
+    async fn card_activity(&self, card_id: &str, currency: u16, recent_since: i64) -> StorageResult<CardActivity> {
         let card_id = card_id.to_owned();
         self.read(move |c| {
             let authenticated: i64 = c
@@ -385,7 +381,14 @@ impl Storage for SqliteStorage {
             tx.execute(
                 "INSERT INTO enrolment_codes (lookup, secret_hash, card_id, created_at, expires_at, attempts_left) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![code.lookup, code.secret_hash, code.card_id, code.created_at, code.expires_at, code.attempts_left],
+                params![
+                    code.lookup,
+                    code.secret_hash,
+                    code.card_id,
+                    code.created_at,
+                    code.expires_at,
+                    code.attempts_left
+                ],
             )
             .map_err(conflict_as("enrolment code"))?;
             Ok(())
@@ -460,7 +463,8 @@ impl Storage for SqliteStorage {
                 Some(d) if d.revoked_at.is_some() => return Err(StorageError::Conflict("revoked device key")),
                 Some(d) => {
                     tx.execute(
-                        "UPDATE devices SET push_token = ?2, notifications_enabled = ?3, display_name = ?4, updated_at = ?5 \
+                        "UPDATE devices SET push_token = ?2, notifications_enabled = ?3, display_name = ?4, updated_at = ?5, \
+                         push_unreachable = 0 \
                          WHERE id = ?1",
                         params![d.id, device.push_token, device.notifications_enabled, device.display_name, now],
                     )?;
@@ -468,6 +472,7 @@ impl Storage for SqliteStorage {
                         push_token: device.push_token.clone(),
                         notifications_enabled: device.notifications_enabled,
                         display_name: device.display_name.clone(),
+                        push_unreachable: false,
                         ..d
                     }
                 }
@@ -494,12 +499,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn device(&self, id: &str) -> StorageResult<Option<Device>> {
-        self.one(
-            format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
-            id.to_owned(),
-            device_from,
-        )
-        .await
+        self.one(format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"), id.to_owned(), device_from).await
     }
 
     async fn device_cards(&self, device_id: &str) -> StorageResult<Vec<Card>> {
@@ -522,9 +522,7 @@ impl Storage for SqliteStorage {
                  WHERE dc.card_id = ?1 AND d.revoked_at IS NULL ORDER BY dc.enrolled_at",
                 qualified(DEVICE_COLUMNS, "d")
             );
-            c.prepare_cached(&sql)?
-                .query_map([id], device_from)?
-                .collect()
+            c.prepare_cached(&sql)?.query_map([id], device_from)?.collect()
         })
         .await
     }
@@ -532,10 +530,8 @@ impl Storage for SqliteStorage {
     async fn is_enrolled(&self, device_id: &str, card_id: &str) -> StorageResult<bool> {
         let (d, card) = (device_id.to_owned(), card_id.to_owned());
         self.read(move |c| {
-            c.prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM device_cards WHERE device_id = ?1 AND card_id = ?2)",
-            )?
-            .query_row([d, card], |r| r.get(0))
+            c.prepare_cached("SELECT EXISTS (SELECT 1 FROM device_cards WHERE device_id = ?1 AND card_id = ?2)")?
+                .query_row([d, card], |r| r.get(0))
         })
         .await
     }
@@ -550,7 +546,8 @@ impl Storage for SqliteStorage {
         let (d, t) = (device_id.to_owned(), token.map(str::to_owned));
         self.write(move |tx| {
             tx.execute(
-                "UPDATE devices SET push_token = ?2, notifications_enabled = ?3, updated_at = ?4 WHERE id = ?1",
+                "UPDATE devices SET push_token = ?2, notifications_enabled = ?3, push_unreachable = 0, updated_at = ?4 \
+                 WHERE id = ?1",
                 params![d, t, enabled, now],
             )?;
             Ok(())
@@ -558,18 +555,10 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn unenrol_card(
-        &self,
-        device_id: &str,
-        card_id: &str,
-        audit: &AuditEvent,
-    ) -> StorageResult<bool> {
+    async fn unenrol_card(&self, device_id: &str, card_id: &str, audit: &AuditEvent) -> StorageResult<bool> {
         let (d, card, audit) = (device_id.to_owned(), card_id.to_owned(), audit.clone());
         self.write(move |tx| {
-            let removed = tx.execute(
-                "DELETE FROM device_cards WHERE device_id = ?1 AND card_id = ?2",
-                [&d, &card],
-            )?;
+            let removed = tx.execute("DELETE FROM device_cards WHERE device_id = ?1 AND card_id = ?2", [&d, &card])?;
             if removed == 1 {
                 insert_audit(tx, &audit)?;
             }
@@ -578,12 +567,7 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn revoke_device(
-        &self,
-        device_id: &str,
-        now: i64,
-        audit: &AuditEvent,
-    ) -> StorageResult<()> {
+    async fn revoke_device(&self, device_id: &str, now: i64, audit: &AuditEvent) -> StorageResult<()> {
         let (d, audit) = (device_id.to_owned(), audit.clone());
         self.write(move |tx| {
             tx.execute(
@@ -597,13 +581,7 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn remember_nonce(
-        &self,
-        device_id: &str,
-        nonce: &[u8],
-        now: i64,
-        window_start: i64,
-    ) -> StorageResult<bool> {
+    async fn remember_nonce(&self, device_id: &str, nonce: &[u8], now: i64, window_start: i64) -> StorageResult<bool> {
         let (d, n) = (device_id.to_owned(), nonce.to_vec());
         self.write(move |tx| {
             tx.prepare_cached("DELETE FROM device_nonces WHERE seen_at < ?1")?.execute([window_start])?;
@@ -621,7 +599,7 @@ impl Storage for SqliteStorage {
             let a = &new.authentication;
             tx.prepare_cached(&format!(
                 "INSERT INTO authentications ({AUTHENTICATION_COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
             ))?
             .execute(params![
                 a.acs_trans_id,
@@ -644,12 +622,14 @@ impl Storage for SqliteStorage {
                 a.eci,
                 a.challenge_id,
                 a.created_at,
-                a.updated_at
+                a.updated_at,
+                a.browser_language,
+                a.browser_tz
             ])
             .map_err(conflict_as("threeDSServerTransID"))?;
             if let Some(ch) = &new.challenge {
                 tx.prepare_cached(&format!(
-                    "INSERT INTO challenges ({CHALLENGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                    "INSERT INTO challenges ({CHALLENGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
                 ))?
                 .execute(params![
                     ch.id,
@@ -663,7 +643,9 @@ impl Storage for SqliteStorage {
                     ch.expires_at,
                     ch.decided_at,
                     ch.decided_by_device,
-                    ch.outcome_reason
+                    ch.outcome_reason,
+                    ch.push_deadline,
+                    ch.fallback_reason
                 ])?;
             }
             insert_audit(tx, &new.audit)?;
@@ -682,19 +664,11 @@ impl Storage for SqliteStorage {
     }
 
     async fn challenge(&self, id: &str) -> StorageResult<Option<Challenge>> {
-        self.one(
-            format!("SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE id = ?1"),
-            id.to_owned(),
-            challenge_from,
-        )
-        .await
+        self.one(format!("SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE id = ?1"), id.to_owned(), challenge_from)
+            .await
     }
 
-    async fn pending_challenges_for_device(
-        &self,
-        device_id: &str,
-        now: i64,
-    ) -> StorageResult<Vec<Challenge>> {
+    async fn pending_challenges_for_device(&self, device_id: &str, now: i64) -> StorageResult<Vec<Challenge>> {
         let id = device_id.to_owned();
         self.read(move |c| {
             let sql = format!(
@@ -733,6 +707,14 @@ impl Storage for SqliteStorage {
                 )?
                 .execute(params![cb.acs_trans_id, cb.requestor_id, cb.url, cb.body, end.at])?;
             }
+            if end.code_verified {
+                tx.prepare_cached("UPDATE one_time_codes SET used_at = ?2 WHERE challenge_id = ?1")?
+                    .execute(params![end.challenge_id, end.at])?;
+                tx.prepare_cached(
+                    "UPDATE cards SET failed_code_attempts = 0 WHERE id = (SELECT card_id FROM challenges WHERE id = ?1)",
+                )?
+                .execute([&end.challenge_id])?;
+            }
             insert_audit(tx, &end.audit)?;
             Ok(true)
         })
@@ -758,24 +740,18 @@ impl Storage for SqliteStorage {
         payload: &serde_json::Value,
         now: i64,
     ) -> StorageResult<()> {
-        let (d, c, p) = (
-            device_id.to_owned(),
-            challenge_id.to_owned(),
-            json_text(payload),
-        );
+        let (d, c, p) = (device_id.to_owned(), challenge_id.to_owned(), json_text(payload));
         self.write(move |tx| {
-            tx.prepare_cached("INSERT INTO push_outbox (device_id, challenge_id, payload, created_at) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![d, c, p, now])?;
+            tx.prepare_cached(
+                "INSERT INTO push_outbox (device_id, challenge_id, payload, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![d, c, p, now])?;
             Ok(())
         })
         .await
     }
 
-    async fn outbox_pushes(
-        &self,
-        device_id: Option<&str>,
-        limit: u32,
-    ) -> StorageResult<Vec<OutboxPush>> {
+    async fn outbox_pushes(&self, device_id: Option<&str>, limit: u32) -> StorageResult<Vec<OutboxPush>> {
         let d = device_id.map(str::to_owned);
         self.read(move |c| {
             c.prepare_cached(
@@ -797,12 +773,7 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn claim_callbacks(
-        &self,
-        now: i64,
-        lease_until: i64,
-        limit: u32,
-    ) -> StorageResult<Vec<CallbackJob>> {
+    async fn claim_callbacks(&self, now: i64, lease_until: i64, limit: u32) -> StorageResult<Vec<CallbackJob>> {
         self.write(move |tx| {
             tx.prepare_cached(
                 "UPDATE callbacks SET next_attempt_at = ?2 WHERE id IN ( \
@@ -873,10 +844,258 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn set_card_contacts(
+        &self,
+        card_id: &str,
+        email: Option<&str>,
+        phone: Option<&str>,
+        audit: &AuditEvent,
+    ) -> StorageResult<bool> {
+        let (id, email, phone, audit) =
+            (card_id.to_owned(), email.map(str::to_owned), phone.map(str::to_owned), audit.clone());
+        self.write(move |tx| {
+            let changed =
+                tx.execute("UPDATE cards SET email = ?2, phone = ?3 WHERE id = ?1", params![id, email, phone])?;
+            if changed == 1 {
+                insert_audit(tx, &audit)?;
+            }
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn unblock_card(&self, card_id: &str, audit: &AuditEvent) -> StorageResult<bool> {
+        let (id, audit) = (card_id.to_owned(), audit.clone());
+        self.write(move |tx| {
+            let changed =
+                tx.execute("UPDATE cards SET blocked_at = NULL, failed_code_attempts = 0 WHERE id = ?1", [&id])?;
+            if changed == 1 {
+                insert_audit(tx, &audit)?;
+            }
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn mark_push_unreachable(&self, device_id: &str, now: i64) -> StorageResult<()> {
+        let id = device_id.to_owned();
+        self.write(move |tx| {
+            tx.execute("UPDATE devices SET push_unreachable = 1, updated_at = ?2 WHERE id = ?1", params![id, now])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn start_code(&self, new: &NewCode) -> StorageResult<bool> {
+        let new = new.clone();
+        self.write(move |tx| {
+            let c = &new.code;
+            let moved = tx
+                .prepare_cached(
+                    "UPDATE challenges SET expires_at = MAX(expires_at, ?2), fallback_reason = ?3, push_deadline = NULL \
+                     WHERE id = ?1 AND state = 'pending' \
+                     AND NOT EXISTS (SELECT 1 FROM one_time_codes WHERE challenge_id = ?1)",
+                )?
+                .execute(params![c.challenge_id, new.challenge_expires_at, new.fallback_reason])?;
+            if moved == 0 {
+                return Ok(false);
+            }
+            tx.prepare_cached(
+                "INSERT INTO one_time_codes (challenge_id, salt, code_hash, created_at, expires_at, resends, last_sent_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?4)",
+            )?
+            .execute(params![c.challenge_id, c.salt, c.code_hash, c.created_at, c.expires_at])?;
+            insert_deliveries(tx, &c.challenge_id, 0, c.created_at, &new.deliveries)?;
+            insert_audit(tx, &new.audit)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn one_time_code(&self, challenge_id: &str) -> StorageResult<Option<OneTimeCode>> {
+        self.one(
+            "SELECT challenge_id, salt, code_hash, created_at, expires_at, resends, last_sent_at, used_at \
+             FROM one_time_codes WHERE challenge_id = ?1"
+                .into(),
+            challenge_id.to_owned(),
+            |r| {
+                Ok(OneTimeCode {
+                    challenge_id: r.get(0)?,
+                    salt: r.get(1)?,
+                    code_hash: r.get(2)?,
+                    created_at: r.get(3)?,
+                    expires_at: r.get(4)?,
+                    resends: r.get(5)?,
+                    last_sent_at: r.get(6)?,
+                    used_at: r.get(7)?,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn record_resend(
+        &self,
+        challenge_id: &str,
+        expected_resends: u32,
+        now: i64,
+        deliveries: &[NewDelivery],
+        audit: &AuditEvent,
+    ) -> StorageResult<bool> {
+        let (id, deliveries, audit) = (challenge_id.to_owned(), deliveries.to_vec(), audit.clone());
+        self.write(move |tx| {
+            let changed = tx.execute(
+                "UPDATE one_time_codes SET resends = resends + 1, last_sent_at = ?3 \
+                 WHERE challenge_id = ?1 AND resends = ?2 AND used_at IS NULL",
+                params![id, expected_resends, now],
+            )?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            insert_deliveries(tx, &id, expected_resends + 1, now, &deliveries)?;
+            insert_audit(tx, &audit)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn record_code_failure(
+        &self,
+        card_id: &str,
+        limit: u32,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> StorageResult<CodeFailure> {
+        let (id, audit) = (card_id.to_owned(), audit.clone());
+        self.write(move |tx| {
+            let failures: u32 = tx.query_row(
+                "UPDATE cards SET failed_code_attempts = failed_code_attempts + 1 WHERE id = ?1 RETURNING failed_code_attempts",
+                [&id],
+                |r| r.get(0),
+            )?;
+            let blocked_now = failures >= limit
+                && tx.execute("UPDATE cards SET blocked_at = ?2 WHERE id = ?1 AND blocked_at IS NULL", params![id, now])? == 1;
+            let mut audit = audit;
+            audit.detail = serde_json::json!({ "consecutiveFailures": failures, "blocked": failures >= limit });
+            insert_audit(tx, &audit)?;
+            Ok(CodeFailure { failures, blocked_now })
+        })
+        .await
+    }
+
+    async fn deliveries(&self, challenge_id: &str) -> StorageResult<Vec<Delivery>> {
+        let id = challenge_id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE challenge_id = ?1 ORDER BY id"))?
+                .query_map([id], delivery_from)?
+                .collect()
+        })
+        .await
+    }
+
+    async fn claim_deliveries(&self, now: i64, lease_until: i64, limit: u32) -> StorageResult<Vec<Delivery>> {
+        self.write(move |tx| {
+            Ok(tx
+                .prepare_cached(&format!(
+                    "UPDATE deliveries SET next_attempt_at = ?2 WHERE id IN ( \
+                       SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ?1 \
+                       ORDER BY next_attempt_at LIMIT ?3) \
+                     RETURNING {DELIVERY_COLUMNS}"
+                ))?
+                .query_map(params![now, lease_until, limit], delivery_from)?
+                .collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn record_delivery_attempt(
+        &self,
+        d: &Delivery,
+        at: i64,
+        provider: &str,
+        error: Option<&str>,
+        next: DeliveryNext,
+    ) -> StorageResult<()> {
+        let (id, attempt, provider, error) = (d.id, d.attempts + 1, provider.to_owned(), error.map(str::to_owned));
+        self.write(move |tx| {
+            let (state, next_at) = match next {
+                DeliveryNext::Sent => (DeliveryState::Sent, at),
+                DeliveryNext::RetryAt(t) => (DeliveryState::Pending, t),
+                DeliveryNext::Failed => (DeliveryState::Failed, at),
+                DeliveryNext::Skipped => (DeliveryState::Skipped, at),
+            };
+            if next != DeliveryNext::Skipped {
+                tx.prepare_cached(
+                    "INSERT INTO delivery_attempts (delivery_id, attempt, at, provider, error) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![id, attempt, at, provider, error])?;
+            }
+            let attempts = if next == DeliveryNext::Skipped { attempt - 1 } else { attempt };
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5, updated_at = ?6 \
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, state.as_str(), attempts, next_at, error, at])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn challenges_past_push_deadline(&self, now: i64, limit: u32) -> StorageResult<Vec<Challenge>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE state = 'pending' AND push_deadline <= ?1 \
+                 ORDER BY push_deadline LIMIT ?2"
+            ))?
+            .query_map(params![now, limit], challenge_from)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn record_outbox_message(
+        &self,
+        channel: ContactChannel,
+        recipient: &str,
+        subject: Option<&str>,
+        body: &str,
+        now: i64,
+    ) -> StorageResult<()> {
+        let (recipient, subject, body) = (recipient.to_owned(), subject.map(str::to_owned), body.to_owned());
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO message_outbox (channel, recipient, subject, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![channel.as_str(), recipient, subject, body, now])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn outbox_messages(&self, limit: u32) -> StorageResult<Vec<OutboxMessage>> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT id, channel, recipient, subject, body, created_at FROM message_outbox ORDER BY id DESC LIMIT ?1",
+            )?
+            .query_map([limit], |r| {
+                let channel: String = r.get(1)?;
+                Ok(OutboxMessage {
+                    id: r.get(0)?,
+                    channel: ContactChannel::parse(&channel).ok_or_else(|| corrupt("message channel"))?,
+                    recipient: r.get(2)?,
+                    subject: r.get(3)?,
+                    body: r.get(4)?,
+                    created_at: r.get(5)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
     async fn append_audit(&self, event: &AuditEvent) -> StorageResult<()> {
         let e = event.clone();
-        self.write(move |tx| insert_audit(tx, &e).map_err(classify))
-            .await
+        self.write(move |tx| insert_audit(tx, &e).map_err(classify)).await
     }
 
     async fn audit_events(&self, filter: &AuditFilter) -> StorageResult<Vec<AuditEvent>> {

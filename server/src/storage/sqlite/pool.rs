@@ -20,18 +20,11 @@ pub struct Pool {
 impl Pool {
     pub fn open(path: &Path, size: usize, synchronous: &'static str) -> StorageResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StorageError::Unavailable(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| StorageError::Unavailable(format!("{}: {e}", dir.display())))?;
         }
-        let pool = Self {
-            path: path.to_owned(),
-            synchronous,
-            idle: Mutex::new(Vec::new()),
-            slots: Semaphore::new(size),
-        };
-        let conns = (0..size)
-            .map(|_| pool.connect())
-            .collect::<StorageResult<Vec<_>>>()?;
+        let pool =
+            Self { path: path.to_owned(), synchronous, idle: Mutex::new(Vec::new()), slots: Semaphore::new(size) };
+        let conns = (0..size).map(|_| pool.connect()).collect::<StorageResult<Vec<_>>>()?;
         *pool.idle.lock().expect("pool lock") = conns;
         Ok(pool)
     }
@@ -39,12 +32,9 @@ impl Pool {
     /// Every connection: WAL (readers never block the writer), a busy
     /// timeout instead of instant SQLITE_BUSY, and foreign keys enforced.
     fn connect(&self) -> StorageResult<Connection> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&self.path, flags).map_err(unavailable)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(unavailable)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
         conn.execute_batch(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
             self.synchronous
@@ -60,11 +50,7 @@ impl Pool {
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> StorageResult<R> + Send + 'static,
     {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| StorageError::Unavailable("pool closed".into()))?;
+        let _slot = self.slots.acquire().await.map_err(|_| StorageError::Unavailable("pool closed".into()))?;
         let conn = self.idle.lock().expect("pool lock").pop();
         let mut conn = match conn {
             Some(c) => c,
@@ -82,9 +68,7 @@ impl Pool {
             }
             // The connection went down with a panicking task; a fresh one
             // is opened on next use.
-            Err(e) => Err(StorageError::Unavailable(format!(
-                "database task failed: {e}"
-            ))),
+            Err(e) => Err(StorageError::Unavailable(format!("database task failed: {e}"))),
         }
     }
 }
