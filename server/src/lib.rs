@@ -14,6 +14,7 @@ pub mod notifier;
 pub mod risk;
 pub mod secrets;
 pub mod storage;
+pub mod worker;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -69,18 +70,15 @@ pub fn start(app: App, listener: TcpListener) -> std::io::Result<RunningServer> 
 
 /// Timers, as a sweep over the database: pushes unanswered past their
 /// deadline fall back to a code; challenges past their expiry end.
-async fn run_sweeper(app: App, mut shutdown: watch::Receiver<bool>) {
+async fn run_sweeper(app: App, shutdown: watch::Receiver<bool>) {
     let interval = Duration::from_millis(app.config.challenge.sweep_interval_ms.max(10));
-    loop {
+    worker::repeat(interval, shutdown, || async {
         if let Err(e) = flows::codes::fall_back_unanswered_pushes(&app).await {
             tracing::warn!(error = %e, "push fallback sweep failed");
         }
         if let Err(e) = flows::challenges::expire_due(&app).await {
             tracing::warn!(error = %e, "expiry sweep failed");
         }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
+    })
+    .await
 }

@@ -12,6 +12,7 @@ use crate::app::App;
 use crate::emv::{ChallengeCancel, MessageCategory, MessageVersion, RReq, TransStatus, TransStatusReason};
 use crate::error::ApiError;
 use crate::storage::{Authentication, CallbackAttempt, CallbackJob, CallbackNext, NewCallback};
+use crate::worker;
 
 /// Header carrying `t=<ms>,v1=<hex HMAC-SHA-256 of "<t>.<body>">`.
 pub const SIGNATURE_HEADER: &str = "x-countersign-signature";
@@ -56,13 +57,6 @@ pub fn sign(secret: &str, timestamp_ms: i64, body: &str) -> String {
     format!("t={timestamp_ms},v1={}", hex::encode(tag.as_ref()))
 }
 
-/// Delay before attempt `attempt + 1`: doubling from the initial backoff.
-pub fn backoff_ms(app: &App, attempt: u32) -> i64 {
-    let c = &app.config.callbacks;
-    let factor = 1u64.checked_shl(attempt.saturating_sub(1)).unwrap_or(u64::MAX);
-    c.initial_backoff_ms.saturating_mul(factor).min(c.max_backoff_ms) as i64
-}
-
 /// Sends every due callback once; returns how many were attempted.
 pub async fn deliver_due(app: &App) -> Result<usize, ApiError> {
     let now = app.now_ms();
@@ -97,7 +91,14 @@ async fn deliver(app: &App, job: CallbackJob) -> Result<(), ApiError> {
     } else if attempt_no >= app.config.callbacks.max_attempts {
         CallbackNext::GiveUp
     } else {
-        CallbackNext::RetryAt(app.now_ms() + backoff_ms(app, attempt_no))
+        CallbackNext::RetryAt(
+            app.now_ms()
+                + worker::backoff_ms(
+                    app.config.callbacks.initial_backoff_ms,
+                    attempt_no,
+                    app.config.callbacks.max_backoff_ms,
+                ),
+        )
     };
     if let Some(e) = &error {
         tracing::warn!(acs_trans_id = %job.acs_trans_id, attempt = attempt_no, error = %e, "result callback failed");
@@ -119,17 +120,14 @@ fn describe(e: &reqwest::Error) -> String {
 }
 
 /// Runs [`deliver_due`] until `shutdown` fires.
-pub async fn run_worker(app: App, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn run_worker(app: App, shutdown: tokio::sync::watch::Receiver<bool>) {
     let interval = Duration::from_millis(app.config.callbacks.poll_interval_ms.max(10));
-    loop {
+    worker::repeat(interval, shutdown, || async {
         if let Err(e) = deliver_due(&app).await {
             tracing::warn!(error = %e, "callback delivery pass failed");
         }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
+    })
+    .await
 }
 
 #[cfg(test)]

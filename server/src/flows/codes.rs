@@ -23,6 +23,7 @@ use crate::storage::{
     AuditEvent, Authentication, Card, Challenge, ChallengeState, ContactChannel, Delivery, DeliveryNext, DeliveryState,
     NewCode, NewDelivery, OneTimeCode,
 };
+use crate::worker;
 
 pub const CODE_DIGITS: usize = 6;
 const SALT_LEN: usize = 16;
@@ -498,8 +499,7 @@ async fn deliver(app: &App, job: Delivery) -> Result<(), ApiError> {
         Ok(()) => (DeliveryNext::Sent, None),
         Err(DeliveryError::Permanent(e)) => (DeliveryNext::Failed, Some(e.clone())),
         Err(DeliveryError::Transient(e)) => {
-            let backoff =
-                app.config.codes.delivery_initial_backoff_ms as i64 * (1i64 << attempt.saturating_sub(1).min(16));
+            let backoff = worker::backoff_ms(app.config.codes.delivery_initial_backoff_ms, attempt, u64::MAX);
             let next = if attempt >= app.config.codes.delivery_max_attempts {
                 DeliveryNext::Failed
             } else {
@@ -565,17 +565,14 @@ async fn record_in_outbox(app: &App, m: &CodeMessage, now: i64) -> Result<(), De
 }
 
 /// Runs [`deliver_due`] until `shutdown` fires.
-pub async fn run_delivery_worker(app: App, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn run_delivery_worker(app: App, shutdown: tokio::sync::watch::Receiver<bool>) {
     let interval = std::time::Duration::from_millis(app.config.codes.delivery_poll_interval_ms.max(10));
-    loop {
+    worker::repeat(interval, shutdown, || async {
         if let Err(e) = deliver_due(&app).await {
             tracing::warn!(error = %e, "one-time code delivery pass failed");
         }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
+    })
+    .await
 }
 
 /// Falls back to a code for every push left unanswered past its deadline.
