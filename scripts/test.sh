@@ -23,7 +23,12 @@ echo "== test tools"
 # The real SMTP server (aiosmtpd) the email tests send to.
 COUNTERSIGN_TEST_PYTHON="$(scripts/ensure-python-tools.sh)"
 export COUNTERSIGN_TEST_PYTHON
+# PostgreSQL's server binaries: the storage contract and several-node tests start throwaway clusters (never skipped).
+COUNTERSIGN_TEST_PG_BIN="$(scripts/ensure-postgres.sh)"; export COUNTERSIGN_TEST_PG_BIN
 
 echo "== tests"
 cargo test --workspace --locked
 
+scripts/test-browser.sh
+
+scripts/test-bindings.sh

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, Database};
 use crate::flows::codes::Transport;
-use crate::notifier::{Notifier, OutboxNotifier};
+use crate::notifier::Notifier;
 use crate::secrets::Secrets;
 use crate::storage::Storage;
+use crate::storage::postgres::PostgresStorage;
 use crate::storage::sqlite::SqliteStorage;
 
 #[derive(Clone)]
@@ -36,14 +37,22 @@ impl std::ops::Deref for App {
 }
 
 impl App {
-    /// Opens the database (applying migrations) and the master key.
+    /// Opens the database `database.url` names (applying migrations) and
+    /// the master key.
     pub fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let path = config.sqlite_path()?;
-        let sqlite =
-            SqliteStorage::open(&path, config.database.max_connections, config.database.synchronous, clock.now_ms())
-                .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?;
-        let storage: Arc<dyn Storage> = Arc::new(sqlite);
-        let notifier = Arc::new(OutboxNotifier::new(storage.clone()));
+        let db = &config.database;
+        let storage: Arc<dyn Storage> = match config.database() {
+            Database::Sqlite(path) => Arc::new(
+                SqliteStorage::open(&path, db.max_connections, db.synchronous, clock.now_ms())
+                    .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?,
+            ),
+            // The URL may hold a password: it stays out of the message.
+            Database::Postgres(url) => Arc::new(
+                PostgresStorage::open(&url, db.max_connections, clock.now_ms())
+                    .map_err(|e| anyhow::anyhow!("cannot open the PostgreSQL database: {e}"))?,
+            ),
+        };
+        let notifier = config.push.build(storage.clone(), clock.clone()).map_err(|e| anyhow::anyhow!("push: {e}"))?;
         Self::with_parts(config, storage, clock, notifier)
     }
 

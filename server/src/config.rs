@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::delivery::{EmailConfig, SmsConfig};
+use crate::notifier::PushConfig;
 use crate::risk::RiskConfig;
 use crate::storage::sqlite::Synchronous;
 
@@ -27,7 +28,11 @@ pub struct Config {
     pub email: EmailConfig,
     /// How one-time codes are texted.
     pub sms: SmsConfig,
+    /// Who delivers push notifications: the outbox, APNs, FCM.
+    pub push: PushConfig,
     pub risk: RiskConfig,
+    /// The browser challenge window and the demo shop.
+    pub window: WindowConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,11 +57,13 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
-    /// `sqlite://PATH` (or a plain path) for the embedded database.
+    /// `sqlite://PATH` (or a plain path) for the embedded database, or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB` for PostgreSQL, which several
+    /// server nodes can share (docs/postgres.md).
     pub url: String,
-    /// Connections in the pool.
+    /// Connections in the pool (per node, for PostgreSQL).
     pub max_connections: usize,
-    /// SQLite durability: `normal` (WAL; survives a crash of the process,
+    /// SQLite durability (PostgreSQL keeps its own settings): `normal` (WAL; survives a crash of the process,
     /// may lose the last commits on power loss) or `full` (an fsync per
     /// commit; survives power loss, far fewer commits per second).
     pub synchronous: Synchronous,
@@ -218,6 +225,45 @@ impl Default for CodeConfig {
     }
 }
 
+/// The browser challenge window (EMV 3DS browser flow).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowConfig {
+    /// A challenge whose window was not opened (no CReq) this long after
+    /// the ARes ends N with reason 14 and challengeCancel 05. 0 = never.
+    pub creq_timeout_secs: u64,
+    /// A window with no cardholder activity this long ends N with reason
+    /// 14. 0 = never.
+    pub inactivity_secs: u64,
+    /// Serve the demo shop at `/demo` (a checkout acting as merchant and
+    /// 3DS server). Turn it off in production.
+    pub demo: bool,
+    /// Who may frame the window (CSP `frame-ancestors` sources), unless
+    /// the requestor has its own list below.
+    pub frame_ancestors: Vec<String>,
+    /// Per requestor (`threeDSRequestorID`): the origins of its checkout.
+    pub requestor_frame_ancestors: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        Self {
+            creq_timeout_secs: 30,
+            inactivity_secs: 600,
+            demo: true,
+            frame_ancestors: vec!["'self'".into()],
+            requestor_frame_ancestors: BTreeMap::new(),
+        }
+    }
+}
+
+impl WindowConfig {
+    /// The CSP `frame-ancestors` sources for a requestor's window.
+    pub fn frame_ancestors_for(&self, requestor_id: &str) -> &[String] {
+        self.requestor_frame_ancestors.get(requestor_id).unwrap_or(&self.frame_ancestors)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read configuration file {path}: {source}")]
@@ -253,11 +299,19 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.risk.validate().map_err(ConfigError::Invalid)?;
+        self.push.validate().map_err(ConfigError::Invalid)?;
         if self.database.max_connections == 0 {
             return Err(ConfigError::Invalid("database.max_connections must be at least 1".into()));
         }
         if self.codes.validity_secs == 0 || self.codes.max_failures == 0 {
             return Err(ConfigError::Invalid("codes.validity_secs and codes.max_failures must be at least 1".into()));
+        }
+        let sources =
+            self.window.frame_ancestors.iter().chain(self.window.requestor_frame_ancestors.values().flatten());
+        for source in sources {
+            if source.is_empty() || source.chars().any(|c| c.is_whitespace() || c == ';' || c == ',') {
+                return Err(ConfigError::Invalid(format!("window: `{source}` is not a frame-ancestors source")));
+            }
         }
         if self.challenge.expiry_secs == 0 {
             return Err(ConfigError::Invalid("challenge.expiry_secs must be at least 1".into()));
@@ -274,14 +328,34 @@ impl Config {
             .to_owned()
     }
 
-    /// The SQLite file named by `database.url`.
-    pub fn sqlite_path(&self) -> Result<PathBuf, ConfigError> {
+    /// The database `database.url` names.
+    pub fn database(&self) -> Database {
         let url = &self.database.url;
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(ConfigError::Invalid("database.url: PostgreSQL is not supported by this build yet".into()));
+            Database::Postgres(url.clone())
+        } else {
+            Database::Sqlite(PathBuf::from(url.strip_prefix("sqlite://").unwrap_or(url)))
         }
-        Ok(PathBuf::from(url.strip_prefix("sqlite://").unwrap_or(url)))
     }
+
+    /// The SQLite file named by `database.url`.
+    pub fn sqlite_path(&self) -> Result<PathBuf, ConfigError> {
+        match self.database() {
+            Database::Sqlite(path) => Ok(path),
+            Database::Postgres(_) => {
+                Err(ConfigError::Invalid("database.url names PostgreSQL, not a SQLite file".into()))
+            }
+        }
+    }
+}
+
+/// Where the server keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// The embedded database in this file: one node.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (with any password in it): any number of nodes.
+    Postgres(String),
 }
 
 /// `COUNTERSIGN_SERVER__LISTEN=0.0.0.0:8480` sets `server.listen`. The value
@@ -315,6 +389,18 @@ mod tests {
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:8480");
         assert_eq!(c.public_url(), "http://127.0.0.1:8480");
         assert_eq!(c.sqlite_path().unwrap(), PathBuf::from("./data/countersign.db"));
+    }
+
+    #[test]
+    fn database_url_picks_the_backend() {
+        let mut c = Config::default();
+        c.database.url = "/var/lib/countersign/cs.db".into();
+        assert_eq!(c.database(), Database::Sqlite(PathBuf::from("/var/lib/countersign/cs.db")));
+        for url in ["postgres://cs:pw@db.internal:5432/countersign", "postgresql://db.internal/countersign"] {
+            c.database.url = url.into();
+            assert_eq!(c.database(), Database::Postgres(url.into()));
+            assert!(c.sqlite_path().is_err());
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod notifier;
 pub mod risk;
 pub mod secrets;
 pub mod storage;
+pub mod window;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -69,7 +70,8 @@ pub fn start(app: App, listener: TcpListener) -> std::io::Result<RunningServer> 
 }
 
 /// Timers, as a sweep over the database: pushes unanswered past their
-/// deadline fall back to a code; challenges past their expiry end.
+/// deadline fall back to a code; challenges past their expiry end; so do
+/// challenges whose window never opened or went idle.
 async fn run_sweeper(app: App, shutdown: watch::Receiver<bool>) {
     let interval = Duration::from_millis(app.config.challenge.sweep_interval_ms.max(10));
     worker::repeat(interval, shutdown, || async {
@@ -78,6 +80,9 @@ async fn run_sweeper(app: App, shutdown: watch::Receiver<bool>) {
         }
         if let Err(e) = flows::challenges::expire_due(&app).await {
             tracing::warn!(error = %e, "expiry sweep failed");
+        }
+        if let Err(e) = window::sweep(&app).await {
+            tracing::warn!(error = %e, "challenge window timer sweep failed");
         }
     })
     .await

@@ -10,6 +10,7 @@ use countersign_server::clock::SystemClock;
 use countersign_server::config::Config;
 use countersign_server::flows::admin::{self, NewCardRequest, NewRequestorRequest};
 use countersign_server::storage::OperatorRole;
+use countersign_server::window::security::{self, NewQuestion, NewQuestions};
 
 #[derive(Parser)]
 #[command(name = "countersign", version, about = "Push-approval authentication for card payments")]
@@ -105,6 +106,16 @@ enum CardCommand {
     },
     /// Lift the block that too many wrong codes put on a card.
     Unblock { card_id: String },
+    /// Replace a card's security questions (for registering a contact
+    /// during a purchase). The answers are read from standard input, one
+    /// line per --question, to keep them out of shell history. No
+    /// --question removes them all.
+    #[command(name = "security-questions")]
+    SecurityQuestions {
+        card_id: String,
+        #[arg(long)]
+        question: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -140,7 +151,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(app).await,
         Command::Config => unreachable!("answered before opening the database"),
         Command::Migrate => {
-            println!("database is at schema version {}", countersign_server::storage::sqlite::latest_version());
+            // Opening the app applied any migration due.
+            let version = match app.config.database() {
+                countersign_server::config::Database::Sqlite(_) => {
+                    countersign_server::storage::sqlite::latest_version()
+                }
+                countersign_server::config::Database::Postgres(_) => {
+                    countersign_server::storage::postgres::latest_version()
+                }
+            };
+            println!("database is at schema version {version}");
             Ok(())
         }
         Command::Requestor(RequestorCommand::Create { id, name }) => {
@@ -190,6 +210,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Card(CardCommand::Unblock { card_id }) => {
             let card = admin::unblock_card(&app, &card_id, CLI).await?;
             println!("card {} ({}) unblocked", card.card_id, card.masked_pan);
+            Ok(())
+        }
+        Command::Card(CardCommand::SecurityQuestions { card_id, question }) => {
+            let mut questions = Vec::with_capacity(question.len());
+            for q in question {
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer).context("reading an answer from standard input")?;
+                questions.push(NewQuestion { question: q, answer: answer.trim().to_owned() });
+            }
+            let view = security::provision(&app, &card_id, NewQuestions { questions }, CLI).await?;
+            println!("card {}: {} security question(s)", view.card_id, view.questions.len());
             Ok(())
         }
         Command::Messages { limit } => {

@@ -21,6 +21,10 @@ pub enum Purpose {
     OneTimeCode,
     /// Derives a one-time code from its stored salt.
     OneTimeCodeDerivation,
+    /// Finds a challenge window by its capability; derives its CSRF token.
+    WindowSession,
+    /// Checks a security answer.
+    SecurityAnswer,
 }
 
 impl Purpose {
@@ -32,6 +36,8 @@ impl Purpose {
             Purpose::AuthenticationValue => b"countersign/authentication-value/v1",
             Purpose::OneTimeCode => b"countersign/one-time-code/v1",
             Purpose::OneTimeCodeDerivation => b"countersign/one-time-code-derivation/v1",
+            Purpose::WindowSession => b"countersign/window-session/v1",
+            Purpose::SecurityAnswer => b"countersign/security-answer/v1",
         }
     }
 }
@@ -43,6 +49,8 @@ pub struct Secrets {
     authentication_value: hmac::Key,
     one_time_code: hmac::Key,
     one_time_code_derivation: hmac::Key,
+    window_session: hmac::Key,
+    security_answer: hmac::Key,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -72,6 +80,8 @@ impl Secrets {
             authentication_value: derive(Purpose::AuthenticationValue),
             one_time_code: derive(Purpose::OneTimeCode),
             one_time_code_derivation: derive(Purpose::OneTimeCodeDerivation),
+            window_session: derive(Purpose::WindowSession),
+            security_answer: derive(Purpose::SecurityAnswer),
         }
     }
 
@@ -105,6 +115,8 @@ impl Secrets {
             Purpose::AuthenticationValue => &self.authentication_value,
             Purpose::OneTimeCode => &self.one_time_code,
             Purpose::OneTimeCodeDerivation => &self.one_time_code_derivation,
+            Purpose::WindowSession => &self.window_session,
+            Purpose::SecurityAnswer => &self.security_answer,
         };
         hmac::sign(key, data).as_ref().to_vec()
     }

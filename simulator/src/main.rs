@@ -155,6 +155,7 @@ fn error_json(error: &anyhow::Error) -> Value {
         Some(ClientError::KeyUnavailable(_)) => "key_unavailable",
         Some(ClientError::BadPayload(_)) => "bad_payload",
         Some(ClientError::BadResponse(_)) => "bad_response",
+        Some(ClientError::LocalStorage(_)) => "local_storage",
     };
     json!({ "error": { "kind": kind, "message": message } })
 }

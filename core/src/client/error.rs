@@ -31,6 +31,10 @@ pub enum ClientError {
     /// The server answered something that is not the device API.
     #[error("unexpected server response: {0}")]
     BadResponse(String),
+    /// The device's own database cannot be read or written (corrupted, from
+    /// a newer app version, disk full). Deleting it loses the enrolments.
+    #[error("local storage: {0}")]
+    LocalStorage(String),
 }
 
 impl ClientError {

@@ -142,6 +142,13 @@ fn interpret(status: StatusCode, bytes: Vec<u8>) -> Result<Vec<u8>, ClientError>
     Err(ClientError::BadResponse(format!("unexpected HTTP {status}")))
 }
 
+/// The server URL as the client stores and compares it: parsed, checked,
+/// and without a trailing slash, so `https://a.example/` and
+/// `https://a.example` are one server.
+pub(crate) fn normalize_server_url(server_url: &str) -> Result<String, ClientError> {
+    Ok(parse_server_url(server_url)?.as_str().trim_end_matches('/').to_owned())
+}
+
 /// Plain HTTP is accepted only to this machine (local servers, tests): a
 /// phone must reach the issuer over TLS.
 fn parse_server_url(server_url: &str) -> Result<Url, ClientError> {

@@ -1,14 +1,25 @@
 //! The device-side client: enrolment, push handling, and signed approvals.
 //!
+//! [`Device`] is what an app uses: several enrolments, keys in the app's
+//! [`KeyStore`], a local database with the history of decisions.
+//! [`DeviceClient`] below it speaks the device API to one server.
+//!
 //! Blocking by design: apps call it off their main thread, and the uniffi
 //! layer exports a synchronous API. Do not call it from inside an async
 //! runtime's worker thread.
 
 mod clock;
+mod device;
 mod error;
 mod http;
+mod key_store;
+mod model;
+mod push;
 mod signer;
+mod store;
 
+#[cfg(test)]
+mod device_tests;
 #[cfg(test)]
 mod fake_server;
 #[cfg(test)]
@@ -21,14 +32,17 @@ use reqwest::Method;
 use serde::Serialize;
 
 pub use clock::{Clock, SystemClock};
+pub use device::{Device, DeviceOptions};
 pub use error::ClientError;
+pub use key_store::{KeyStore, KeyStoreError, SoftwareKeyStore};
+pub use model::{Challenge, Enrolment, HistoryEntry};
 pub use signer::DeviceSigner;
 
 use self::http::{Signing, Transport, parse_json};
 use self::signer::CheckedSigner;
 use crate::protocol::wire::{
     ChallengeView, DecisionReceipt, DecisionRequest, EnrolmentRequest, EnrolmentResponse, PendingChallenges,
-    PushPayload, PushSettings,
+    PushSettings,
 };
 use crate::protocol::{Decision, DecisionMessage, EnrolmentMessage, Platform};
 
@@ -174,10 +188,11 @@ impl DeviceClient {
     }
 
     /// Handles the data of a push notification: `Ok(None)` when it is not a
-    /// Countersign challenge, otherwise the purchase, fetched over the
-    /// signed channel (the push itself carries no purchase details).
+    /// Countersign challenge, `BadPayload` when it claims to be one but is
+    /// malformed, otherwise the purchase, fetched over the signed channel
+    /// (the push itself carries no purchase details).
     pub fn handle_push(&self, data: &HashMap<String, String>) -> Result<Option<ChallengeView>, ClientError> {
-        match PushPayload::from_map(data) {
+        match push::read_push(data)? {
             None => Ok(None),
             Some(push) => self.challenge(&push.challenge_id).map(Some),
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::fake_server::{FakeServer, Recorded};
 use super::*;
-use crate::protocol::wire::{ChallengeOutcome, EnrolledCard, ErrorCode};
+use crate::protocol::wire::{ChallengeOutcome, EnrolledCard, ErrorCode, PushPayload};
 use crate::protocol::{DenyReason, RequestAuth, SoftwareKey, TransactionTerms, verify_signature};
 
 const NOW: i64 = 1_700_000_000_000;

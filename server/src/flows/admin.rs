@@ -149,7 +149,7 @@ pub async fn create_card(app: &App, req: NewCardRequest, actor: &str) -> Result<
     Ok(CardView::from(&card))
 }
 
-fn check_contacts(email: Option<&str>, phone: Option<&str>) -> Result<(), ApiError> {
+pub fn check_contacts(email: Option<&str>, phone: Option<&str>) -> Result<(), ApiError> {
     if email.is_some_and(|e| !valid_email(e)) {
         return Err(ApiError::bad_request("email: not a valid address"));
     }

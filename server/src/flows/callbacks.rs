@@ -19,8 +19,9 @@ pub const SIGNATURE_HEADER: &str = "x-countersign-signature";
 /// How long a claimed job stays hidden from other workers.
 const LEASE_MS: i64 = 60_000;
 
-/// The RReq for an authentication that has just ended.
-pub fn result_callback(a: &Authentication, cancelled_by_cardholder: bool) -> NewCallback {
+/// The RReq for an authentication that has just ended; `cancel` says why
+/// a challenge stopped short (EMV `challengeCancel`).
+pub fn result_callback(a: &Authentication, cancel: Option<ChallengeCancel>) -> NewCallback {
     let status = match a.trans_status.as_str() {
         "Y" => TransStatus::Authenticated,
         "R" => TransStatus::Rejected,
@@ -37,10 +38,8 @@ pub fn result_callback(a: &Authentication, cancelled_by_cardholder: bool) -> New
     if let (Some(value), Some(eci)) = (&a.authentication_value, &a.eci) {
         rreq = rreq.with_authentication(value.clone(), eci.clone());
     }
-    if cancelled_by_cardholder {
-        rreq = rreq.with_challenge_cancel(ChallengeCancel::CardholderCancelled);
-    } else if a.trans_status_reason.as_deref() == Some(TransStatusReason::TransactionTimedOutAtAcs.as_str()) {
-        rreq = rreq.with_challenge_cancel(ChallengeCancel::AcsTimedOut);
+    if let Some(cancel) = cancel {
+        rreq = rreq.with_challenge_cancel(cancel);
     }
     NewCallback {
         acs_trans_id: a.acs_trans_id.clone(),

@@ -11,7 +11,7 @@ use countersign_core::protocol::wire::{
 use countersign_core::protocol::{Decision, DecisionMessage, DenyReason, PublicKey, TransactionTerms, check_freshness};
 
 use crate::app::App;
-use crate::emv::{TransStatus, TransStatusReason};
+use crate::emv::{ChallengeCancel, TransStatus, TransStatusReason};
 use crate::error::ApiError;
 use crate::flows::{authentication_value, callbacks};
 use crate::secrets::{random_below, random_bytes};
@@ -237,6 +237,12 @@ pub enum Ending {
     /// start again.
     CodeExpired,
     Expired,
+    /// No CReq arrived in time after the ARes: the window never opened.
+    CReqTimeout,
+    /// The window was open but the cardholder did nothing for too long.
+    WindowInactive,
+    /// The cardholder pressed Cancel in the window.
+    WindowCancelled,
 }
 
 impl Ending {
@@ -244,9 +250,11 @@ impl Ending {
         match self {
             Ending::Approved { .. } | Ending::CodeVerified => ChallengeState::Approved,
             // The cardholder made the purchase but called it off.
-            Ending::Denied { reason: DenyReason::Cancelled, .. } => ChallengeState::Cancelled,
+            Ending::Denied { reason: DenyReason::Cancelled, .. } | Ending::WindowCancelled => ChallengeState::Cancelled,
             Ending::Denied { .. } | Ending::NumberMismatch { .. } | Ending::CardBlocked => ChallengeState::Denied,
-            Ending::Expired | Ending::CodeExpired => ChallengeState::Expired,
+            Ending::Expired | Ending::CodeExpired | Ending::CReqTimeout | Ending::WindowInactive => {
+                ChallengeState::Expired
+            }
         }
     }
 
@@ -260,6 +268,9 @@ impl Ending {
             Ending::CardBlocked => "card_blocked",
             Ending::CodeExpired => "code_expired",
             Ending::Expired => "expired",
+            Ending::CReqTimeout => "creq_timeout",
+            Ending::WindowInactive => "window_inactive",
+            Ending::WindowCancelled => "cancelled_in_window",
         }
     }
 
@@ -268,14 +279,22 @@ impl Ending {
             Ending::Approved { device_id }
             | Ending::Denied { device_id, .. }
             | Ending::NumberMismatch { device_id } => Some(device_id.clone()),
-            Ending::CodeVerified | Ending::CardBlocked | Ending::CodeExpired | Ending::Expired => None,
+            Ending::CodeVerified
+            | Ending::CardBlocked
+            | Ending::CodeExpired
+            | Ending::Expired
+            | Ending::CReqTimeout
+            | Ending::WindowInactive
+            | Ending::WindowCancelled => None,
         }
     }
 
     fn actor(&self) -> String {
         match (self, self.device_id()) {
             (_, Some(device)) => format!("device:{device}"),
-            (Ending::CodeVerified | Ending::CardBlocked | Ending::CodeExpired, None) => "cardholder:window".into(),
+            (Ending::CodeVerified | Ending::CardBlocked | Ending::CodeExpired | Ending::WindowCancelled, None) => {
+                "cardholder:window".into()
+            }
             _ => "system".into(),
         }
     }
@@ -287,9 +306,25 @@ impl Ending {
             Ending::Approved { .. } | Ending::CodeVerified => (TransStatus::Authenticated, None),
             Ending::Denied { reason: DenyReason::NotMe, .. } => (denied, Some(TransStatusReason::SuspectedFraud)),
             Ending::Denied { reason: DenyReason::Cancelled, .. }
+            | Ending::WindowCancelled
             | Ending::NumberMismatch { .. }
             | Ending::CardBlocked => (denied, Some(TransStatusReason::CardAuthenticationFailed)),
-            Ending::Expired | Ending::CodeExpired => (denied, Some(TransStatusReason::TransactionTimedOutAtAcs)),
+            Ending::Expired | Ending::CodeExpired | Ending::CReqTimeout | Ending::WindowInactive => {
+                (denied, Some(TransStatusReason::TransactionTimedOutAtAcs))
+            }
+        }
+    }
+
+    /// EMV `challengeCancel` for the result message, when the challenge
+    /// stopped short of an answer.
+    fn challenge_cancel(&self) -> Option<ChallengeCancel> {
+        match self {
+            Ending::Denied { reason: DenyReason::Cancelled, .. } | Ending::WindowCancelled => {
+                Some(ChallengeCancel::CardholderCancelled)
+            }
+            Ending::CReqTimeout => Some(ChallengeCancel::FirstCReqNotReceived),
+            Ending::Expired | Ending::CodeExpired | Ending::WindowInactive => Some(ChallengeCancel::AcsTimedOut),
+            _ => None,
         }
     }
 }
@@ -314,7 +349,6 @@ pub async fn finish(
         after.authentication_value = Some(authentication_value::compute(&app.secrets, &after));
         after.eci = Some(authentication_value::ECI_AUTHENTICATED.to_owned());
     }
-    let cancelled_by_cardholder = matches!(ending, Ending::Denied { reason: DenyReason::Cancelled, .. });
     let actor = ending.actor();
     let mut audit = AuditEvent::new(now, "challenge.ended", actor, ending.reason_code());
     audit.card_id = Some(challenge.card_id.clone());
@@ -333,7 +367,7 @@ pub async fn finish(
         trans_status_reason: after.trans_status_reason.clone(),
         authentication_value: after.authentication_value.clone(),
         eci: after.eci.clone(),
-        callback: Some(callbacks::result_callback(&after, cancelled_by_cardholder)),
+        callback: Some(callbacks::result_callback(&after, ending.challenge_cancel())),
         code_verified: matches!(ending, Ending::CodeVerified),
         audit,
     };

@@ -245,6 +245,46 @@ pub async fn resend(app: &App, acs_trans_id: &str) -> Result<CodeView, ApiError>
     view(app, &auth).await.map(|v| v.code.expect("the code exists"))
 }
 
+/// Registers the first contact of a card that had none, during a purchase
+/// (the window checks the security questions first), and sends it the
+/// code already issued for the purchase. Refused if the card has a contact.
+pub async fn register_contact(
+    app: &App,
+    acs_trans_id: &str,
+    email: Option<&str>,
+    phone: Option<&str>,
+) -> Result<CodeView, ApiError> {
+    let (auth, challenge) = pending(app, acs_trans_id).await?;
+    let card = app.storage.card(&challenge.card_id).await?.ok_or_else(|| ApiError::not_found("card"))?;
+    if card.email.is_some() || card.phone.is_some() {
+        return Err(ApiError::conflict(ErrorCode::BadRequest, "this card already has a contact"));
+    }
+    if email.is_none() && phone.is_none() {
+        return Err(ApiError::bad_request("an email or a phone is needed"));
+    }
+    crate::flows::admin::check_contacts(email, phone)?;
+    let now = app.now_ms();
+    let mut audit = AuditEvent::new(now, "card.contacts_changed", "cardholder:window".into(), "ok");
+    audit.card_id = Some(card.id.clone());
+    audit.acs_trans_id = Some(auth.acs_trans_id.clone());
+    audit.challenge_id = Some(challenge.id.clone());
+    audit.detail =
+        serde_json::json!({ "hasEmail": email.is_some(), "hasPhone": phone.is_some(), "registeredInWindow": true });
+    if !app.storage.set_card_contacts(&card.id, email, phone, &audit).await? {
+        return Err(ApiError::not_found("card"));
+    }
+    let code = app.storage.one_time_code(&challenge.id).await?.ok_or_else(not_issued)?;
+    let card = Card { email: email.map(str::to_owned), phone: phone.map(str::to_owned), ..card };
+    let mut audit = AuditEvent::new(now, "code.resent", "cardholder:window".into(), "ok");
+    audit.card_id = Some(card.id.clone());
+    audit.acs_trans_id = Some(auth.acs_trans_id.clone());
+    audit.challenge_id = Some(challenge.id.clone());
+    audit.detail = serde_json::json!({ "resend": code.resends + 1, "toNewContact": true });
+    app.storage.record_resend(&challenge.id, code.resends, now, &destinations(app, &card), &audit).await?;
+    send_soon(app);
+    view(app, &auth).await.map(|v| v.code.expect("the code exists"))
+}
+
 fn not_issued() -> ApiError {
     ApiError::new(StatusCode::CONFLICT, ErrorCode::CodeNotIssued, "no code was sent for this purchase yet")
 }

@@ -162,3 +162,24 @@ pub async fn messages(
     }
     Ok(Json(app.storage.outbox_messages(q.limit.unwrap_or(50).min(500)).await?))
 }
+
+/// Replaces a card's security questions and answers (answers are stored
+/// only as keyed hashes, never shown again).
+pub async fn set_security_questions(
+    State(app): State<App>,
+    op: OperatorAuth,
+    Path(card_id): Path<String>,
+    extract::Json(questions): extract::Json<crate::window::security::NewQuestions>,
+) -> Result<Json<crate::window::security::QuestionsView>, ApiError> {
+    op.require_admin()?;
+    Ok(Json(crate::window::security::provision(&app, &card_id, questions, &op.actor()).await?))
+}
+
+/// A card's security questions, without answers.
+pub async fn security_questions(
+    State(app): State<App>,
+    _op: OperatorAuth,
+    Path(card_id): Path<String>,
+) -> Result<Json<crate::window::security::QuestionsView>, ApiError> {
+    Ok(Json(crate::window::security::show(&app, &card_id).await?))
+}

@@ -38,6 +38,19 @@ pub fn router(app: App) -> Router {
         .route("/v1/window/{acs_trans_id}/code", post(window::request_code))
         .route("/v1/window/{acs_trans_id}/code/resend", post(window::resend_code))
         .route("/v1/window/{acs_trans_id}/code/verify", post(window::verify_code))
+        .route("/challenge", post(crate::window::routes::creq_post).get(crate::window::routes::creq_get))
+        .route("/challenge/act", post(crate::window::routes::act))
+        .route("/challenge/poll", post(crate::window::routes::poll))
+        .route("/challenge/assets/window.css", get(crate::window::routes::stylesheet))
+        .route("/challenge/assets/window.js", get(crate::window::routes::script))
+        .route("/demo", get(crate::window::demo::checkout_form))
+        .route("/demo/checkout", post(crate::window::demo::checkout))
+        .route("/demo/notify", post(crate::window::demo::notify))
+        .route("/demo/result/{acs_trans_id}", get(crate::window::demo::result))
+        .route(
+            "/v1/admin/cards/{card_id}/security-questions",
+            put(admin::set_security_questions).get(admin::security_questions),
+        )
         .route("/v1/admin/requestors", post(admin::create_requestor))
         .route("/v1/admin/cards", post(admin::create_card))
         .route("/v1/admin/cards/{card_id}", get(admin::card))

@@ -7,6 +7,7 @@
 //! decides who won.
 
 mod model;
+pub mod postgres;
 pub mod sqlite;
 
 pub use model::*;
@@ -171,6 +172,38 @@ pub trait Storage: Send + Sync + 'static {
         now: i64,
     ) -> StorageResult<()>;
     async fn outbox_messages(&self, limit: u32) -> StorageResult<Vec<OutboxMessage>>;
+
+    // The challenge window.
+    /// Opens the purchase's window session; `false` (no change) if one
+    /// was opened already (a CReq is accepted once).
+    async fn open_window_session(&self, session: &WindowSession) -> StorageResult<bool>;
+    async fn window_session(&self, token_hash: &[u8]) -> StorageResult<Option<WindowSession>>;
+    /// Records the cardholder's activity at `now` and the window's language;
+    /// with `verified`, that the security questions were answered. Times
+    /// only move forward, so racing requests cannot undo each other.
+    async fn update_window_session(
+        &self,
+        acs_trans_id: &str,
+        now: i64,
+        language: &str,
+        verified: bool,
+    ) -> StorageResult<()>;
+    /// Pending challenges created at or before `created_before` whose
+    /// window was never opened (no CReq arrived).
+    async fn challenges_without_window(&self, created_before: i64, limit: u32) -> StorageResult<Vec<Challenge>>;
+    /// Pending challenges whose window saw no activity since `active_before`.
+    async fn challenges_idle_in_window(&self, active_before: i64, limit: u32) -> StorageResult<Vec<Challenge>>;
+
+    // Security questions (for registering a contact during a purchase).
+    /// Replaces the card's questions; `false` if there is no such card.
+    async fn set_security_questions(
+        &self,
+        card_id: &str,
+        questions: &[SecurityQuestion],
+        audit: &AuditEvent,
+    ) -> StorageResult<bool>;
+    /// The card's questions in order.
+    async fn security_questions(&self, card_id: &str) -> StorageResult<Vec<SecurityQuestion>>;
 
     // Audit.
     async fn append_audit(&self, event: &AuditEvent) -> StorageResult<()>;

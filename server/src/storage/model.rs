@@ -443,3 +443,31 @@ pub struct OutboxMessage {
     pub body: String,
     pub created_at: i64,
 }
+
+/// A challenge window, opened by the first CReq for a purchase. The
+/// browser acts on it with a random capability; only its keyed hash is
+/// stored, and a session reaches no purchase but its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowSession {
+    pub acs_trans_id: String,
+    pub token_hash: Vec<u8>,
+    /// The requestor's `threeDSSessionData`, returned unchanged with the CRes.
+    pub three_ds_session_data: Option<String>,
+    /// EMV `challengeWindowSize` ("01"–"05").
+    pub window_size: String,
+    pub language: String,
+    pub created_at: i64,
+    /// The cardholder's last action in the window (page loads and forms,
+    /// not the page's own polling).
+    pub last_active_at: i64,
+    /// When the security questions were answered in this window.
+    pub verified_at: Option<i64>,
+}
+
+/// One of a card's security questions; the answer only as a keyed hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityQuestion {
+    pub position: u32,
+    pub question: String,
+    pub answer_hash: Vec<u8>,
+}

@@ -13,3 +13,4 @@ mod enrolment;
 mod malformed;
 mod rejections;
 mod restart;
+mod window;

@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-const MIGRATIONS: &[(u32, &str)] = &[(1, INITIAL), (2, ONE_TIME_CODES)];
+const MIGRATIONS: &[(u32, &str)] = &[(1, INITIAL), (2, ONE_TIME_CODES), (3, CHALLENGE_WINDOW)];
 
 const INITIAL: &str = r#"
 CREATE TABLE requestors (
@@ -220,6 +220,33 @@ CREATE TABLE message_outbox (
     subject    TEXT,
     body       TEXT NOT NULL,
     created_at INTEGER NOT NULL
+);
+"#;
+
+/// The browser challenge window: one session per challenge (opened by the
+/// first CReq), and the security questions a cardholder without a contact
+/// answers before registering one.
+const CHALLENGE_WINDOW: &str = r#"
+-- The window's capability is a random token; only its keyed hash is kept.
+CREATE TABLE window_sessions (
+    acs_trans_id          TEXT PRIMARY KEY REFERENCES authentications(acs_trans_id),
+    token_hash            BLOB NOT NULL UNIQUE,
+    three_ds_session_data TEXT,
+    window_size           TEXT NOT NULL,
+    language              TEXT NOT NULL,
+    created_at            INTEGER NOT NULL,
+    last_active_at        INTEGER NOT NULL,
+    verified_at           INTEGER
+);
+CREATE INDEX window_sessions_by_activity ON window_sessions (last_active_at);
+
+-- Answers are kept only as keyed hashes of their normalised form.
+CREATE TABLE security_questions (
+    card_id     TEXT NOT NULL REFERENCES cards(id),
+    position    INTEGER NOT NULL,
+    question    TEXT NOT NULL,
+    answer_hash BLOB NOT NULL,
+    PRIMARY KEY (card_id, position)
 );
 "#;
 

@@ -1093,6 +1093,139 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn open_window_session(&self, session: &WindowSession) -> StorageResult<bool> {
+        let w = session.clone();
+        self.write(move |tx| {
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO window_sessions (acs_trans_id, token_hash, three_ds_session_data, window_size, language, \
+                     created_at, last_active_at, verified_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                     ON CONFLICT (acs_trans_id) DO NOTHING",
+                )?
+                .execute(params![
+                    w.acs_trans_id,
+                    w.token_hash,
+                    w.three_ds_session_data,
+                    w.window_size,
+                    w.language,
+                    w.created_at,
+                    w.last_active_at,
+                    w.verified_at
+                ])?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
+    async fn window_session(&self, token_hash: &[u8]) -> StorageResult<Option<WindowSession>> {
+        self.one(
+            "SELECT acs_trans_id, token_hash, three_ds_session_data, window_size, language, created_at, last_active_at, \
+             verified_at FROM window_sessions WHERE token_hash = ?1"
+                .into(),
+            token_hash.to_vec(),
+            |r| {
+                Ok(WindowSession {
+                    acs_trans_id: r.get(0)?,
+                    token_hash: r.get(1)?,
+                    three_ds_session_data: r.get(2)?,
+                    window_size: r.get(3)?,
+                    language: r.get(4)?,
+                    created_at: r.get(5)?,
+                    last_active_at: r.get(6)?,
+                    verified_at: r.get(7)?,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn update_window_session(
+        &self,
+        acs_trans_id: &str,
+        now: i64,
+        language: &str,
+        verified: bool,
+    ) -> StorageResult<()> {
+        let (id, language) = (acs_trans_id.to_owned(), language.to_owned());
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "UPDATE window_sessions SET last_active_at = MAX(last_active_at, ?2), language = ?3, \
+                 verified_at = CASE WHEN ?4 THEN COALESCE(verified_at, ?2) ELSE verified_at END \
+                 WHERE acs_trans_id = ?1",
+            )?
+            .execute(params![id, now, language, verified])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn challenges_without_window(&self, created_before: i64, limit: u32) -> StorageResult<Vec<Challenge>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {} FROM challenges ch WHERE ch.state = 'pending' AND ch.created_at <= ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM window_sessions w WHERE w.acs_trans_id = ch.acs_trans_id) \
+                 ORDER BY ch.created_at LIMIT ?2",
+                qualified(CHALLENGE_COLUMNS, "ch")
+            ))?
+            .query_map(params![created_before, limit], challenge_from)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn challenges_idle_in_window(&self, active_before: i64, limit: u32) -> StorageResult<Vec<Challenge>> {
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {} FROM challenges ch JOIN window_sessions w ON w.acs_trans_id = ch.acs_trans_id \
+                 WHERE ch.state = 'pending' AND w.last_active_at <= ?1 ORDER BY w.last_active_at LIMIT ?2",
+                qualified(CHALLENGE_COLUMNS, "ch")
+            ))?
+            .query_map(params![active_before, limit], challenge_from)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn set_security_questions(
+        &self,
+        card_id: &str,
+        questions: &[SecurityQuestion],
+        audit: &AuditEvent,
+    ) -> StorageResult<bool> {
+        let (id, questions, audit) = (card_id.to_owned(), questions.to_vec(), audit.clone());
+        self.write(move |tx| {
+            let exists: bool =
+                tx.query_row("SELECT EXISTS (SELECT 1 FROM cards WHERE id = ?1)", [&id], |r| r.get(0))?;
+            if !exists {
+                return Ok(false);
+            }
+            tx.execute("DELETE FROM security_questions WHERE card_id = ?1", [&id])?;
+            for q in &questions {
+                tx.prepare_cached(
+                    "INSERT INTO security_questions (card_id, position, question, answer_hash) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![id, q.position, q.question, q.answer_hash])?;
+            }
+            insert_audit(tx, &audit)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn security_questions(&self, card_id: &str) -> StorageResult<Vec<SecurityQuestion>> {
+        let id = card_id.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT position, question, answer_hash FROM security_questions WHERE card_id = ?1 ORDER BY position",
+            )?
+            .query_map([id], |r| {
+                Ok(SecurityQuestion { position: r.get(0)?, question: r.get(1)?, answer_hash: r.get(2)? })
+            })?
+            .collect()
+        })
+        .await
+    }
+
     async fn append_audit(&self, event: &AuditEvent) -> StorageResult<()> {
         let e = event.clone();
         self.write(move |tx| insert_audit(tx, &e).map_err(classify)).await

@@ -1,0 +1,116 @@
+//! The issuer's security questions: a cardholder with no registered
+//! contact answers them before registering an email or phone during a
+//! purchase. Answers are kept as keyed hashes of a normalised form, so
+//! "Tokyo", " tokyo " and full-width "ＴＯＫＹＯ" are the same answer.
+
+use countersign_core::protocol::CanonicalWriter;
+use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::secrets::{Purpose, constant_time_eq};
+use crate::storage::{AuditEvent, SecurityQuestion};
+
+pub const MAX_QUESTIONS: usize = 5;
+const MAX_TEXT_CHARS: usize = 200;
+
+/// NFKC (full-width Latin and digits to half-width, half-width katakana
+/// to full-width), lower case, inner whitespace collapsed, ends trimmed.
+pub fn normalise(answer: &str) -> String {
+    let folded: String = answer.nfkc().flat_map(char::to_lowercase).collect();
+    folded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn answer_hash(app: &App, card_id: &str, position: u32, answer: &str) -> Vec<u8> {
+    let input = CanonicalWriter::new("countersign.security-answer.v1")
+        .str(card_id)
+        .u8(position.min(255) as u8)
+        .str(&normalise(answer))
+        .finish();
+    app.secrets.keyed_hash(Purpose::SecurityAnswer, &input)
+}
+
+/// A question and its answer as an operator provisions them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewQuestion {
+    pub question: String,
+    pub answer: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewQuestions {
+    pub questions: Vec<NewQuestion>,
+}
+
+/// What anyone may read back: the questions, never the answers.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuestionsView {
+    pub card_id: String,
+    pub questions: Vec<String>,
+}
+
+/// Replaces a card's questions (an empty list removes them). Audited
+/// without the answers.
+pub async fn provision(app: &App, card_id: &str, new: NewQuestions, actor: &str) -> Result<QuestionsView, ApiError> {
+    if new.questions.len() > MAX_QUESTIONS {
+        return Err(ApiError::bad_request(format!("questions: at most {MAX_QUESTIONS}")));
+    }
+    let mut questions = Vec::with_capacity(new.questions.len());
+    for (i, q) in new.questions.iter().enumerate() {
+        let (question, answer) = (q.question.trim(), normalise(&q.answer));
+        if question.is_empty() || answer.is_empty() {
+            return Err(ApiError::bad_request(format!("questions[{i}]: question and answer must not be empty")));
+        }
+        if question.chars().count() > MAX_TEXT_CHARS || q.answer.chars().count() > MAX_TEXT_CHARS {
+            return Err(ApiError::bad_request(format!("questions[{i}]: at most {MAX_TEXT_CHARS} characters each")));
+        }
+        let position = i as u32;
+        questions.push(SecurityQuestion {
+            position,
+            question: question.to_owned(),
+            answer_hash: answer_hash(app, card_id, position, &q.answer),
+        });
+    }
+    let mut audit = AuditEvent::new(app.now_ms(), "card.security_questions_set", actor.to_owned(), "ok");
+    audit.card_id = Some(card_id.to_owned());
+    audit.detail = serde_json::json!({ "questions": questions.len() });
+    if !app.storage.set_security_questions(card_id, &questions, &audit).await? {
+        return Err(ApiError::not_found("card"));
+    }
+    Ok(QuestionsView { card_id: card_id.to_owned(), questions: questions.into_iter().map(|q| q.question).collect() })
+}
+
+pub async fn show(app: &App, card_id: &str) -> Result<QuestionsView, ApiError> {
+    app.storage.card(card_id).await?.ok_or_else(|| ApiError::not_found("card"))?;
+    let questions = app.storage.security_questions(card_id).await?;
+    Ok(QuestionsView { card_id: card_id.to_owned(), questions: questions.into_iter().map(|q| q.question).collect() })
+}
+
+/// Whether every answer matches its question (all compared, in constant
+/// time each, whatever the first result).
+pub fn all_correct(app: &App, card_id: &str, questions: &[SecurityQuestion], answers: &[String]) -> bool {
+    if questions.is_empty() || answers.len() != questions.len() {
+        return false;
+    }
+    questions
+        .iter()
+        .zip(answers)
+        .fold(true, |ok, (q, a)| constant_time_eq(&answer_hash(app, card_id, q.position, a), &q.answer_hash) & ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise;
+
+    #[test]
+    fn answers_normalise_case_width_and_spaces() {
+        assert_eq!(normalise("  Tokyo   Tower "), "tokyo tower");
+        assert_eq!(normalise("ＴＯＫＹＯ　１２３"), "tokyo 123");
+        assert_eq!(normalise("ﾀﾛｳ"), normalise("タロウ"));
+        assert_eq!(normalise("Åsa"), "åsa");
+    }
+}
