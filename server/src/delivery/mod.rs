@@ -24,6 +24,7 @@ mod smtp_tests;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use crate::error::describe_chain as describe;
 
 pub use self::config::{EmailConfig, EmailSecurity, EmailTransport, SmsConfig, SmsTransport};
 pub use self::format::{format_amount, mask_email, mask_phone};
@@ -195,21 +196,6 @@ fn scrub(text: &str, msg: &CodeMessage) -> String {
     out
 }
 
-/// An error and its causes on one line (HTTP and SMTP clients keep the
-/// useful part, such as "connection refused", in the causes).
-fn describe(e: &dyn std::error::Error) -> String {
-    let mut detail = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !detail.contains(&text) {
-            detail.push_str(": ");
-            detail.push_str(&text);
-        }
-        source = cause.source();
-    }
-    detail
-}
 
 fn replace_ignoring_ascii_case(haystack: &str, needle: &str, with: &str) -> String {
     // ASCII lowercasing keeps every byte offset, so indices carry over.

@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use countersign_core::protocol::wire::PushPayload;
 
 use crate::storage::{Device, Storage, StorageError};
+use crate::error::describe_chain as describe;
 
 pub use apns::{BODY_LOC_KEY, TITLE_LOC_KEY};
 pub use config::{ApnsConfig, ApnsEnvironment, FcmConfig, PushConfig, PushProvider};
@@ -96,17 +97,3 @@ fn provider_http_client(name: &str, timeout: Duration) -> Result<reqwest::Client
         .map_err(|e| format!("{name}: cannot set up the HTTP client: {e}"))
 }
 
-/// An error with its causes, which reqwest keeps out of `Display`.
-fn describe(e: &dyn std::error::Error) -> String {
-    let mut detail = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !detail.contains(&text) {
-            detail.push_str(": ");
-            detail.push_str(&text);
-        }
-        source = cause.source();
-    }
-    detail
-}
