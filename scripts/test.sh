@@ -28,6 +28,7 @@ COUNTERSIGN_TEST_PG_BIN="$(scripts/ensure-postgres.sh)"; export COUNTERSIGN_TEST
 
 echo "== tests"
 cargo test --workspace --locked
+cargo run -q --locked -p countersign-bench -- --smoke
 
 scripts/test-browser.sh
 

@@ -33,6 +33,8 @@ pub struct Config {
     pub risk: RiskConfig,
     /// The browser challenge window and the demo shop.
     pub window: WindowConfig,
+    /// Prometheus metrics on a listener of their own.
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -235,6 +237,9 @@ pub struct WindowConfig {
     /// A window with no cardholder activity this long ends N with reason
     /// 14. 0 = never.
     pub inactivity_secs: u64,
+    /// A window's session is deleted this long after its purchase ended;
+    /// a CReq for a purchase that ended longer ago opens nothing.
+    pub session_retention_secs: u64,
     /// Serve the demo shop at `/demo` (a checkout acting as merchant and
     /// 3DS server). Turn it off in production.
     pub demo: bool,
@@ -250,6 +255,7 @@ impl Default for WindowConfig {
         Self {
             creq_timeout_secs: 30,
             inactivity_secs: 600,
+            session_retention_secs: 3600,
             demo: true,
             frame_ancestors: vec!["'self'".into()],
             requestor_frame_ancestors: BTreeMap::new(),

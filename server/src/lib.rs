@@ -10,6 +10,7 @@ pub mod emv;
 pub mod error;
 pub mod flows;
 pub mod http;
+pub mod metrics;
 pub mod notifier;
 pub mod risk;
 pub mod secrets;
@@ -29,6 +30,8 @@ pub use app::App;
 /// A server running in this process: its address and a way to stop it.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// Where `GET /metrics` is served, when `metrics.enabled`.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -65,8 +68,17 @@ pub fn start(app: App, listener: TcpListener) -> std::io::Result<RunningServer> 
     });
     let callbacks = tokio::spawn(flows::callbacks::run_worker(app.clone(), rx.clone()));
     let codes = tokio::spawn(flows::codes::run_delivery_worker(app.clone(), rx.clone()));
-    let sweeper = tokio::spawn(run_sweeper(app, rx));
-    Ok(RunningServer { addr, shutdown, tasks: vec![server, callbacks, codes, sweeper] })
+    let mut tasks = vec![server, callbacks, codes];
+    let mut metrics_addr = None;
+    if app.config.metrics.enabled {
+        let listener = std::net::TcpListener::bind(app.config.metrics.listen)?;
+        listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(listener)?;
+        metrics_addr = Some(listener.local_addr()?);
+        tasks.push(tokio::spawn(metrics::serve(listener, rx.clone())));
+    }
+    tasks.push(tokio::spawn(run_sweeper(app, rx)));
+    Ok(RunningServer { addr, metrics_addr, shutdown, tasks })
 }
 
 /// Timers, as a sweep over the database: pushes unanswered past their

@@ -1176,6 +1176,33 @@ async fn a_window_opens_once_and_its_activity_only_moves_forward(db: Db) {
     assert_eq!((seen.last_active_at, seen.verified_at), (NOW + 40, Some(NOW + 20)), "verified once, kept");
 }
 
+async fn window_sessions_of_ended_purchases_are_deleted(db: Db) {
+    let s = &*db.s;
+    shop_with_cards(s, &["card-1"]).await;
+    let _pending = purchase(s, "1", "card-1", NOW).await;
+    let early = purchase(s, "2", "card-1", NOW).await;
+    let late = purchase(s, "3", "card-1", NOW).await;
+    let never_opened = purchase(s, "4", "card-1", NOW).await;
+    let other = purchase(s, "5", "card-1", NOW).await;
+    for n in ["1", "2", "3", "5"] {
+        s.open_window_session(&window_session(&format!("acs-{n}"), &format!("t{n}"), NOW + 1)).await.unwrap();
+    }
+    s.end_challenge(&ending(&early, ChallengeState::Approved, "approved", NOW + 10)).await.unwrap();
+    s.end_challenge(&ending(&late, ChallengeState::Expired, "expired", NOW + 20)).await.unwrap();
+    s.end_challenge(&ending(&never_opened, ChallengeState::Cancelled, "creq_timeout", NOW + 5)).await.unwrap();
+    s.end_challenge(&ending(&other, ChallengeState::Denied, "not_me", NOW + 10)).await.unwrap();
+
+    assert_eq!(s.delete_ended_window_sessions(NOW + 9, 10).await.unwrap(), 0);
+    assert_eq!(s.delete_ended_window_sessions(NOW + 10, 1).await.unwrap(), 1, "the limit holds");
+    assert_eq!(s.delete_ended_window_sessions(NOW + 10, 10).await.unwrap(), 1);
+    assert!(s.window_session(b"t2").await.unwrap().is_none() && s.window_session(b"t5").await.unwrap().is_none());
+    assert!(s.window_session(b"t3").await.unwrap().is_some(), "ended later: kept");
+    assert_eq!(s.delete_ended_window_sessions(NOW + 1_000, 10).await.unwrap(), 1);
+    assert!(s.window_session(b"t3").await.unwrap().is_none());
+    assert!(s.window_session(b"t1").await.unwrap().is_some(), "a pending purchase keeps its window");
+    assert_eq!(s.delete_ended_window_sessions(NOW + 1_000, 10).await.unwrap(), 0);
+}
+
 async fn challenges_without_or_idle_in_their_window(db: Db) {
     let s = &*db.s;
     shop_with_cards(s, &["card-1"]).await;
@@ -1277,6 +1304,7 @@ contract!(
     audit_lines_are_kept_in_order_and_filtered,
     a_window_opens_once_and_its_activity_only_moves_forward,
     challenges_without_or_idle_in_their_window,
+    window_sessions_of_ended_purchases_are_deleted,
     security_questions_are_replaced_whole,
 );
 

@@ -32,7 +32,9 @@ const browser = await chromium.launch({
     "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 });
 const locale = process.env.LOCALE || "en-GB";
-const context = await browser.newContext({ locale, viewport: { width: 1000, height: 900 } });
+// The "nojs" scenario runs with JavaScript off: every step through plain forms.
+const javaScriptEnabled = scenario !== "nojs";
+const context = await browser.newContext({ locale, javaScriptEnabled, viewport: { width: 1000, height: 900 } });
 const page = await context.newPage();
 page.setDefaultTimeout(15000);
 
@@ -65,6 +67,28 @@ async function result(status) {
   check((await page.textContent("#rreq")).trim() === "delivered", "RReq delivered");
   await shot("result");
 }
+// The window fits its frame: no horizontal scrolling, and the screen's
+// primary button lies inside the frame once scrolled to (never cut off).
+async function checkFit(frame, name, size) {
+  const fit = await frame.locator("body").evaluate((body) => {
+    const doc = document.documentElement;
+    const button = body.querySelector("main button.primary");
+    if (button) button.scrollIntoView({ block: "nearest", inline: "nearest" });
+    const r = button && button.getBoundingClientRect();
+    return {
+      scrollWidth: doc.scrollWidth, clientWidth: doc.clientWidth, innerWidth, innerHeight,
+      button: r && { left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width, height: r.height },
+    };
+  });
+  const what = `${name}: ${JSON.stringify(fit)}`;
+  if (size) check(fit.innerWidth === size[0] && fit.innerHeight === size[1], `window is ${size.join("x")}, ${what}`);
+  check(fit.scrollWidth <= fit.clientWidth, `no horizontal overflow, ${what}`);
+  check(fit.button && fit.button.width > 0 && fit.button.height > 0, `a primary button, ${what}`);
+  check(fit.button.left >= 0 && fit.button.right <= fit.clientWidth, `primary button within the width, ${what}`);
+  check(fit.button.top >= 0 && fit.button.bottom <= fit.innerHeight, `primary button reachable, ${what}`);
+  check(await frame.locator("main button.primary").first().isVisible(), `primary button visible, ${what}`);
+  await shot(name);
+}
 async function enterCode(frame, code) {
   await frame.locator("#code").fill(code);
   await frame.locator("form.code button[type=submit]").click();
@@ -79,6 +103,7 @@ const scenarios = {
     await shot("waiting");
     await ask(`APPROVE ${number ?? "-"}`);
     await waitScreen(frame, "success");
+    check(await frame.locator(".returning").isVisible(), "'returning to the shop' with JavaScript");
     await shot("success");
     await result("Y");
   },
@@ -159,6 +184,62 @@ const scenarios = {
     await enterCode(frame, await ask("CODE hanako@example.se 1"));
     await waitScreen(frame, "success");
     await result("Y");
+  },
+
+  // JavaScript off: the demo's noscript button opens the window, the code
+  // goes in through a plain form, and the visible buttons carry the CRes
+  // to the shop and the shop's result to the top page.
+  async nojs() {
+    await page.goto(`${base}/demo`);
+    await page.fill("#pan", pan);
+    await page.fill("#amount", "60.00");
+    await page.selectOption("#size", "02");
+    await page.click("button[type=submit]");
+    await page.locator("noscript button, form[target=challenge] button").click();
+    const frame = page.frameLocator("iframe[name=challenge]");
+    await waitScreen(frame, "code");
+    check((await frame.locator("html").getAttribute("class")) === null, "no script ran");
+    check(await frame.locator("#refresh button").isVisible(), "'Check again' is visible without JavaScript");
+    await shot("code");
+    await enterCode(frame, "000000" === (await ask("CODE taro@example.jp 1")) ? "111111" : "000000");
+    await frame.locator(".notice.error").waitFor();
+    await shot("wrong-code");
+    await enterCode(frame, await ask("CODE taro@example.jp 1"));
+    await waitScreen(frame, "success");
+    await shot("success");
+    const back = frame.locator("#cres button");
+    check(await back.isVisible(), "the CRes post has a visible button");
+    check(!(await frame.locator(".returning").isVisible()), "no 'returning to the shop' promise without JavaScript");
+    await back.click();
+    await frame.locator("form[target=_top] button").click();
+    await result("Y");
+  },
+
+  // EMV size 01 (250x400): waiting, code and success screens fit.
+  async size01() {
+    const frame = await checkout("01", "60.00");
+    await waitScreen(frame, "waiting");
+    await checkFit(frame, "waiting", [250, 400]);
+    await frame.locator("main button.primary").click();
+    await waitScreen(frame, "code");
+    await checkFit(frame, "code", [250, 400]);
+    await enterCode(frame, await ask("CODE taro@example.jp 1"));
+    await waitScreen(frame, "success");
+    await checkFit(frame, "success", [250, 400]);
+    await result("Y");
+  },
+
+  // EMV size 05 (full screen): on a desktop page and on a narrow phone.
+  async size05() {
+    const frame = await checkout("05", "60.00");
+    await waitScreen(frame, "code");
+    await checkFit(frame, "code-desktop");
+    await page.setViewportSize({ width: 320, height: 568 });
+    await checkFit(frame, "code-phone");
+    await frame.locator("form:has(input[value=cancel]) button").click();
+    await waitScreen(frame, "cancelled");
+    await checkFit(frame, "cancelled-phone");
+    await result("N");
   },
 
   // Accept-Language picks Swedish; the switcher (by keyboard) changes it.

@@ -23,8 +23,8 @@ mod smtp_tests;
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
 use crate::error::describe_chain as describe;
+use serde::{Deserialize, Serialize};
 
 pub use self::config::{EmailConfig, EmailSecurity, EmailTransport, SmsConfig, SmsTransport};
 pub use self::format::{format_amount, mask_email, mask_phone};
@@ -195,7 +195,6 @@ fn scrub(text: &str, msg: &CodeMessage) -> String {
     }
     out
 }
-
 
 fn replace_ignoring_ascii_case(haystack: &str, needle: &str, with: &str) -> String {
     // ASCII lowercasing keeps every byte offset, so indices carry over.

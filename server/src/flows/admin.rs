@@ -187,6 +187,7 @@ pub async fn unblock_card(app: &App, card_id: &str, actor: &str) -> Result<CardV
     if !app.storage.unblock_card(card_id, &audit).await? {
         return Err(ApiError::not_found("card"));
     }
+    crate::metrics::card_unblocked();
     card(app, card_id).await
 }
 

@@ -67,7 +67,9 @@ pub async fn authenticate(app: &App, requestor: &Requestor, body: &[u8]) -> Resu
     audit.detail = serde_json::json!({ "reasons": record.reasons, "transStatusReason": record.trans_status_reason });
     let new = NewAuthentication { authentication: record.clone(), challenge: challenge.clone(), audit };
     match app.storage.record_authentication(&new).await {
-        Ok(()) => {}
+        Ok(()) => {
+            crate::metrics::authentication(&record.trans_status, record.reasons.first().map_or("none", String::as_str))
+        }
         Err(StorageError::Conflict(_)) => {
             return Err(echo(EmvError::transaction_data_invalid(
                 "threeDSServerTransID",

@@ -299,6 +299,17 @@ impl Ending {
         }
     }
 
+    /// Which channel answered: the app (`push`), a typed code (`code`), or
+    /// neither (`none`: a timeout or a cancel before any answer).
+    fn channel(&self, challenge: &Challenge) -> &'static str {
+        match self {
+            Ending::Approved { .. } | Ending::Denied { .. } | Ending::NumberMismatch { .. } => "push",
+            Ending::CodeVerified | Ending::CardBlocked | Ending::CodeExpired => "code",
+            _ if challenge.fallback_reason.is_some() => "code",
+            _ => "none",
+        }
+    }
+
     /// EMV result: Y for an approval; N with the reason a 3DS server expects.
     fn trans_status(&self) -> (TransStatus, Option<TransStatusReason>) {
         let denied = TransStatus::NotAuthenticated;
@@ -371,7 +382,11 @@ pub async fn finish(
         code_verified: matches!(ending, Ending::CodeVerified),
         audit,
     };
-    Ok(app.storage.end_challenge(&end).await?)
+    let ended = app.storage.end_challenge(&end).await?;
+    if ended {
+        crate::metrics::challenge_ended(ending.channel(challenge), &end.outcome_reason);
+    }
+    Ok(ended)
 }
 
 /// Closes every pending challenge past its expiry; returns how many.

@@ -332,6 +332,9 @@ pub async fn verify(app: &App, acs_trans_id: &str, typed: &str) -> Result<Verifi
     audit.acs_trans_id = Some(auth.acs_trans_id.clone());
     audit.challenge_id = Some(challenge.id.clone());
     let failure = app.storage.record_code_failure(&card.id, limit, now, &audit).await?;
+    if failure.blocked_now {
+        crate::metrics::card_blocked();
+    }
     if failure.failures >= limit {
         challenges::finish(app, &challenge, &auth, Ending::CardBlocked, now).await?;
         return Err(blocked().with_attempts_left(0));
@@ -552,6 +555,12 @@ async fn deliver(app: &App, job: Delivery) -> Result<(), ApiError> {
         tracing::warn!(challenge_id = %job.challenge_id, channel = job.channel.as_str(), provider = transport.name(), attempt, error = %e, "one-time code send failed");
     }
     app.storage.record_delivery_attempt(&job, now, transport.name(), error.as_deref(), next).await?;
+    let outcome = match (&result, next) {
+        (Ok(()), _) => "sent",
+        (Err(_), DeliveryNext::RetryAt(_)) => "retried",
+        (Err(_), _) => "failed",
+    };
+    crate::metrics::code_delivery(job.channel.as_str(), transport.name(), outcome);
     Ok(())
 }
 
@@ -617,8 +626,14 @@ pub async fn run_delivery_worker(app: App, shutdown: tokio::sync::watch::Receive
 
 /// Falls back to a code for every push left unanswered past its deadline.
 pub async fn fall_back_unanswered_pushes(app: &App) -> Result<usize, ApiError> {
+    let now = app.now_ms();
     let mut started = 0;
-    for challenge in app.storage.challenges_past_push_deadline(app.now_ms(), 100).await? {
+    for challenge in app.storage.challenges_past_push_deadline(now, 100).await? {
+        // A purchase whose time is already up (the sweep came late, say
+        // after downtime) ends as expired rather than starting a code.
+        if challenge.expires_at <= now {
+            continue;
+        }
         if start(app, &challenge, Fallback::PushTimeout).await? {
             started += 1;
         }

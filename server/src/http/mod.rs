@@ -8,7 +8,9 @@ mod requestor;
 mod window;
 
 use axum::Router;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use countersign_core::protocol::wire::ErrorCode;
@@ -66,9 +68,31 @@ pub fn router(app: App) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
         .layer(CatchPanicLayer::custom(|_| internal_error()))
+        .layer(middleware::from_fn(count_request))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The route template a request matched (never the raw URI, which holds ids).
+fn route_of(request: &Request) -> &str {
+    request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str)
+}
+
+/// Every request's span carries its request id, so every line logged while
+/// serving it does too. The path is the matched template, without ids or query.
+fn request_span(request: &Request) -> tracing::Span {
+    let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+    tracing::info_span!("request", request_id = %id, method = %request.method(), route = route_of(request))
+}
+
+async fn count_request(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let route = route_of(&request).to_owned();
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    crate::metrics::http_request(&route, method.as_str(), response.status().as_u16(), started.elapsed());
+    response
 }
 
 async fn not_found() -> ApiError {

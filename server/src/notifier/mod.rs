@@ -21,8 +21,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use countersign_core::protocol::wire::PushPayload;
 
-use crate::storage::{Device, Storage, StorageError};
 use crate::error::describe_chain as describe;
+use crate::storage::{Device, Storage, StorageError};
 
 pub use apns::{BODY_LOC_KEY, TITLE_LOC_KEY};
 pub use config::{ApnsConfig, ApnsEnvironment, FcmConfig, PushConfig, PushProvider};
@@ -96,4 +96,3 @@ fn provider_http_client(name: &str, timeout: Duration) -> Result<reqwest::Client
         .build()
         .map_err(|e| format!("{name}: cannot set up the HTTP client: {e}"))
 }
-

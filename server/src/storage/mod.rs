@@ -193,6 +193,10 @@ pub trait Storage: Send + Sync + 'static {
     async fn challenges_without_window(&self, created_before: i64, limit: u32) -> StorageResult<Vec<Challenge>>;
     /// Pending challenges whose window saw no activity since `active_before`.
     async fn challenges_idle_in_window(&self, active_before: i64, limit: u32) -> StorageResult<Vec<Challenge>>;
+    /// Deletes up to `limit` window sessions whose purchase ended (its
+    /// challenge is no longer pending) at or before `ended_before`; returns
+    /// how many went.
+    async fn delete_ended_window_sessions(&self, ended_before: i64, limit: u32) -> StorageResult<u64>;
 
     // Security questions (for registering a contact during a purchase).
     /// Replaces the card's questions; `false` if there is no such card.

@@ -117,6 +117,10 @@ impl Window {
     }
 }
 
+fn retention_ms(app: &App) -> i64 {
+    app.config.window.session_retention_secs.min(i64::MAX as u64 / 1000) as i64 * 1000
+}
+
 fn token_hash(app: &App, token: &str) -> Vec<u8> {
     app.secrets
         .keyed_hash(Purpose::WindowSession, &CanonicalWriter::new("countersign.window.token.v1").str(token).finish())
@@ -141,6 +145,14 @@ pub async fn open(
 ) -> Result<Window, WindowError> {
     let auth = app.storage.authentication(&creq.acs_trans_id).await?.ok_or(WindowError::NoSuchPurchase)?;
     if auth.ds_trans_id != creq.three_ds_server_trans_id || auth.challenge_id.is_none() {
+        return Err(WindowError::NoSuchPurchase);
+    }
+    // Once its session is swept away, an old purchase's CReq opens nothing.
+    let challenge_id = auth.challenge_id.as_deref().unwrap_or_default();
+    let challenge = app.storage.challenge(challenge_id).await?.ok_or(WindowError::NoSuchPurchase)?;
+    if challenge.state != ChallengeState::Pending
+        && challenge.decided_at.unwrap_or(challenge.expires_at) <= app.now_ms() - retention_ms(app)
+    {
         return Err(WindowError::NoSuchPurchase);
     }
     if session_data.as_ref().is_some_and(|d| d.len() > creq::MAX_SESSION_DATA_CHARS) {
@@ -269,6 +281,8 @@ pub async fn sweep(app: &App) -> Result<usize, ApiError> {
             ended += end(app, &challenge, Ending::WindowInactive, now).await? as usize;
         }
     }
+    // Sessions of purchases that ended a while ago: nothing can use them.
+    app.storage.delete_ended_window_sessions(now - retention_ms(app), 500).await?;
     Ok(ended)
 }
 

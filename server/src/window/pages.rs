@@ -222,7 +222,10 @@ fn final_body(w: &Window, s: &Strings, outcome: Outcome) -> Markup {
     let status = if outcome == Outcome::Success { "Y" } else { "N" };
     let cres = CRes::new(&w.auth.message_version, &w.auth.ds_trans_id, &w.auth.acs_trans_id, status).encode();
     html! {
-        p class={ "result " (if outcome == Outcome::Success { "ok" } else { "failed" }) } role="status" { (text) }
+        p class={ "result " (if outcome == Outcome::Success { "ok" } else { "failed" }) } role="status" {
+            (text)
+            @if delay_ms <= 1500 { " " span class="returning" { (s.returning) } }
+        }
         form method="post" action=(w.auth.notification_url) id="cres" data-autosubmit=(delay_ms) {
             input type="hidden" name="cres" value=(cres);
             @if let Some(data) = &w.session.three_ds_session_data {

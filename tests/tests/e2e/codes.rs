@@ -85,7 +85,9 @@ async fn a_card_without_a_device_gets_a_code_by_email_and_sms_and_either_finishe
 
 #[tokio::test]
 async fn the_code_expires_after_ten_minutes_and_a_late_resend_ends_the_purchase() {
-    let s = TestServer::start().await;
+    // The challenge outlives the code here: with the default 5-minute expiry
+    // the sweeper may end it first (challenge_expired), a race under load.
+    let s = TestServer::start_with(|c| c.challenge.expiry_secs = 900).await;
     let shop = s.create_requestor("shop-1").await;
     s.create_card(PAN).await;
     let acs = code_purchase(&s, &shop, "http://127.0.0.1:9/n").await;

@@ -11,6 +11,7 @@ mod codes;
 mod delivery;
 mod enrolment;
 mod malformed;
+mod metrics;
 mod rejections;
 mod restart;
 mod window;

@@ -134,6 +134,11 @@ impl TestServer {
         self.server = Some(server);
     }
 
+    /// Where the metrics listener serves, when the test turned it on.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.server.as_ref().and_then(|s| s.metrics_addr)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

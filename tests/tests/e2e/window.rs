@@ -108,6 +108,73 @@ async fn a_forged_or_foreign_session_acts_on_nothing() {
     assert!(bad.text().await.unwrap().contains("<html"), "people get a page, not JSON");
 }
 
+/// The value of the hidden field `name` in a page.
+fn hidden(page: &str, name: &str) -> String {
+    let at = page.find(&format!("name=\"{name}\" value=\"")).unwrap_or_else(|| panic!("no {name} in {page}"));
+    let rest = &page[at + name.len() + 15..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+async fn act(s: &TestServer, page: &str, action: &str) -> (StatusCode, String) {
+    let (session, csrf) = (hidden(page, "session"), hidden(page, "csrf"));
+    let fields = [("session", session.as_str()), ("csrf", csrf.as_str()), ("action", action)];
+    let resp = s.http.post(s.url("/challenge/act")).form(&fields).send().await.unwrap();
+    (resp.status(), resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_plain_get_link_opens_the_window_once() {
+    let s = server().await;
+    let shop = s.create_requestor("shop-1").await;
+    s.create_card(PAN).await;
+    let receiver = CallbackReceiver::start(0).await;
+    let (_, ares) = s.areq(&shop, &areq("shop-1", PAN, 6_000, &receiver.url)).await;
+    let acs = ares["acsTransID"].as_str().unwrap().to_owned();
+    // Unpadded base64url, as a link would carry it.
+    let creq = creq(&ares, "03").trim_end_matches('=').to_owned();
+    let link = |creq: &str| s.http.get(s.url("/challenge")).query(&[("creq", creq)]).send();
+    let resp = link(&creq).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("data-screen=\"code\"") && page.contains("class=\"size-03\""), "{page}");
+    assert!(!page.contains(PAN), "no card number in the page");
+    assert_eq!(link(&creq).await.unwrap().status(), StatusCode::NOT_FOUND, "a link opens the window once");
+    assert_eq!(link("bm90IGEgY3JlcQ").await.unwrap().status(), StatusCode::BAD_REQUEST);
+    // The link's window is a real one: its forms act on its purchase.
+    let (status, cancelled) = act(&s, &page, "cancel").await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert!(cancelled.contains("data-screen=\"cancelled\""), "{cancelled}");
+    assert_eq!(s.challenge_state(&shop, &acs).await, "cancelled");
+}
+
+#[tokio::test]
+async fn window_sessions_go_an_hour_after_their_purchase_ended() {
+    let s = server().await;
+    let shop = s.create_requestor("shop-1").await;
+    s.create_card(PAN).await;
+    let receiver = CallbackReceiver::start(0).await;
+    let (_, ares) = s.areq(&shop, &areq("shop-1", PAN, 6_000, &receiver.url)).await;
+    let creq = creq(&ares, "05");
+    let (status, page, _) = post_creq(&s, &creq).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let (status, ended) = act(&s, &page, "cancel").await;
+    assert!(status == StatusCode::OK && ended.contains("data-screen=\"cancelled\""), "{ended}");
+    let retention_ms = s.app.config.window.session_retention_secs as i64 * 1000;
+    assert_eq!(retention_ms, 3_600_000);
+
+    // Until then the final page can still be shown (and its CRes posted).
+    s.clock.advance_ms(retention_ms - 1);
+    countersign_server::window::sweep(&s.app).await.unwrap();
+    let (status, still) = act(&s, &page, "show").await;
+    assert!(status == StatusCode::OK && still.contains("data-screen=\"cancelled\""), "{still}");
+
+    s.clock.advance_ms(1);
+    countersign_server::window::sweep(&s.app).await.unwrap();
+    assert_eq!(act(&s, &page, "show").await.0, StatusCode::FORBIDDEN, "the session is gone");
+    assert_eq!(post_creq(&s, &creq).await.0, StatusCode::NOT_FOUND, "its CReq does not open a new one");
+}
+
 #[tokio::test]
 async fn security_questions_are_provisioned_without_their_answers() {
     let s = server().await;
@@ -252,6 +319,28 @@ async fn browser_contact_registration_after_security_questions() {
     run_scenario(&s, "register", PAN, "en-GB", None).await;
     let card = s.admin(reqwest::Method::GET, &format!("/v1/admin/cards/{card}"), None).await.1;
     assert_eq!(card["hasEmail"], true, "the card has its new contact: {card}");
+}
+
+#[tokio::test]
+async fn browser_code_path_without_javascript() {
+    if !browser_available() {
+        return;
+    }
+    let s = server().await;
+    s.create_card(PAN).await;
+    run_scenario(&s, "nojs", PAN, "en-GB", None).await;
+}
+
+#[tokio::test]
+async fn browser_window_sizes_01_and_05_fit() {
+    if !browser_available() {
+        return;
+    }
+    let s = server().await;
+    let (_, phone) = s.card_with_phone(PAN).await;
+    run_scenario(&s, "size01", PAN, "ja-JP", Some(&phone)).await;
+    s.create_card(OTHER_PAN).await;
+    run_scenario(&s, "size05", OTHER_PAN, "sv-SE", None).await;
 }
 
 #[tokio::test]

@@ -1265,6 +1265,16 @@ impl Storage for PostgresStorage {
         self.read_all(&sql, &[&active_before, &wide(limit)], challenge_from).await
     }
 
+    async fn delete_ended_window_sessions(&self, ended_before: i64, limit: u32) -> StorageResult<u64> {
+        self.execute(
+            "DELETE FROM window_sessions WHERE acs_trans_id IN (SELECT w.acs_trans_id FROM window_sessions w \
+             JOIN challenges ch ON ch.acs_trans_id = w.acs_trans_id WHERE ch.state <> 'pending' \
+             AND COALESCE(ch.decided_at, ch.expires_at) <= $1 LIMIT $2)",
+            &[&ended_before, &wide(limit)],
+        )
+        .await
+    }
+
     async fn set_security_questions(
         &self,
         card_id: &str,

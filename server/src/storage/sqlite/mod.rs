@@ -1186,6 +1186,20 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn delete_ended_window_sessions(&self, ended_before: i64, limit: u32) -> StorageResult<u64> {
+        self.write(move |tx| {
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM window_sessions WHERE acs_trans_id IN (SELECT w.acs_trans_id FROM window_sessions w \
+                     JOIN challenges ch ON ch.acs_trans_id = w.acs_trans_id WHERE ch.state <> 'pending' \
+                     AND COALESCE(ch.decided_at, ch.expires_at) <= ?1 LIMIT ?2)",
+                )?
+                .execute(params![ended_before, limit])?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn set_security_questions(
         &self,
         card_id: &str,

@@ -50,6 +50,7 @@ impl Pool {
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> StorageResult<R> + Send + 'static,
     {
+        let started = std::time::Instant::now();
         let _slot = self.slots.acquire().await.map_err(|_| StorageError::Unavailable("pool closed".into()))?;
         let conn = self.idle.lock().expect("pool lock").pop();
         let mut conn = match conn {
@@ -61,6 +62,7 @@ impl Pool {
             (conn, result)
         })
         .await;
+        crate::metrics::db_operation("sqlite", started.elapsed());
         match joined {
             Ok((conn, result)) => {
                 self.idle.lock().expect("pool lock").push(conn);

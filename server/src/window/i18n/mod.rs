@@ -67,6 +67,8 @@ pub struct Strings {
     pub blocked_heading: &'static str,
     pub blocked_body: &'static str,
     pub return_to_shop: &'static str,
+    /// Shown only while the page posts the result by itself (JavaScript on).
+    pub returning: &'static str,
 
     pub error_heading: &'static str,
     pub error_body: &'static str,
