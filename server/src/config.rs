@@ -48,11 +48,23 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,
+    /// On SIGTERM/SIGINT: how long requests in flight may take to finish
+    /// once the listener stopped accepting, before their connections close.
+    pub shutdown_grace_secs: u64,
+    /// Serve HTTPS with these PEM files (`[server.tls]`, absent = plain
+    /// HTTP, e.g. behind a TLS-terminating proxy). SIGHUP reloads them.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8480)), public_url: None, body_limit_bytes: 64 * 1024 }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8480)),
+            public_url: None,
+            body_limit_bytes: 64 * 1024,
+            shutdown_grace_secs: 20,
+            tls: None,
+        }
     }
 }
 
@@ -329,7 +341,10 @@ impl Config {
         self.server
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", self.server.listen))
+            .unwrap_or_else(|| {
+                let scheme = if self.server.tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{}", self.server.listen)
+            })
             .trim_end_matches('/')
             .to_owned()
     }

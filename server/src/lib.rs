@@ -15,6 +15,7 @@ pub mod notifier;
 pub mod risk;
 pub mod secrets;
 pub mod storage;
+pub mod tls;
 pub mod window;
 pub mod worker;
 
@@ -51,21 +52,22 @@ impl RunningServer {
     }
 }
 
-/// Serves the HTTP API on `listener` and runs the background workers
-/// (challenge expiry, result delivery) until stopped.
+/// Serves the HTTP API on `listener` (HTTPS when `server.tls` is set) and
+/// runs the background workers (challenge expiry, result delivery) until
+/// stopped.
 pub fn start(app: App, listener: TcpListener) -> std::io::Result<RunningServer> {
     let addr = listener.local_addr()?;
     let (shutdown, rx) = watch::channel(false);
-    let router = http::router(app.clone());
-    let mut http_rx = rx.clone();
-    let server = tokio::spawn(async move {
-        let graceful = async move {
-            let _ = http_rx.wait_for(|stop| *stop).await;
-        };
-        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(graceful).await {
-            tracing::error!(error = %e, "HTTP server failed");
+    let listener = listener.into_std()?;
+    let tls = match &app.config.server.tls {
+        Some(tls) => {
+            let serving = tls::rustls_config(tls).map_err(std::io::Error::other)?;
+            tls::reload_on_hangup(tls.clone(), serving.clone());
+            Some(serving)
         }
-    });
+        None => None,
+    };
+    let server = tokio::spawn(serve_http(app.clone(), listener, tls, rx.clone()));
     let callbacks = tokio::spawn(flows::callbacks::run_worker(app.clone(), rx.clone()));
     let codes = tokio::spawn(flows::codes::run_delivery_worker(app.clone(), rx.clone()));
     let mut tasks = vec![server, callbacks, codes];
@@ -79,6 +81,38 @@ pub fn start(app: App, listener: TcpListener) -> std::io::Result<RunningServer> 
     }
     tasks.push(tokio::spawn(run_sweeper(app, rx)));
     Ok(RunningServer { addr, metrics_addr, shutdown, tasks })
+}
+
+/// Serves until a stop is asked for, then stops accepting and gives the
+/// requests in flight `server.shutdown_grace_secs` to finish (a window's
+/// long poll would otherwise hold the stop for its whole wait).
+async fn serve_http(
+    app: App,
+    listener: std::net::TcpListener,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let handle = axum_server::Handle::new();
+    let grace = Duration::from_secs(app.config.server.shutdown_grace_secs);
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+        stopper.graceful_shutdown(Some(grace));
+    });
+    let service = http::router(app).into_make_service();
+    let result = match tls {
+        Some(tls) => match axum_server::from_tcp_rustls(listener, tls) {
+            Ok(server) => server.handle(handle).serve(service).await,
+            Err(e) => Err(e),
+        },
+        None => match axum_server::from_tcp(listener) {
+            Ok(server) => server.handle(handle).serve(service).await,
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
 }
 
 /// Timers, as a sweep over the database: pushes unanswered past their

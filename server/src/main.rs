@@ -30,6 +30,12 @@ enum Command {
     Migrate,
     /// Print the effective configuration (defaults, file and environment) as TOML.
     Config,
+    /// Copy the SQLite database to a new file while the server keeps
+    /// serving (SQLite's online backup; PostgreSQL: use pg_dump).
+    Backup {
+        /// The new file to write (never overwritten).
+        target: PathBuf,
+    },
     /// Merchants and 3DS servers allowed to send AReqs.
     #[command(subcommand)]
     Requestor(RequestorCommand),
@@ -142,6 +148,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", toml::to_string_pretty(&config)?);
         return Ok(());
     }
+    if let Command::Backup { target } = &command {
+        return backup(&config, target);
+    }
     if matches!(command, Command::Serve) {
         init_logging();
     }
@@ -149,7 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     const CLI: &str = "cli";
     match command {
         Command::Serve => serve(app).await,
-        Command::Config => unreachable!("answered before opening the database"),
+        Command::Config | Command::Backup { .. } => unreachable!("answered before opening the database"),
         Command::Migrate => {
             // Opening the app applied any migration due.
             let version = match app.config.database() {
@@ -240,6 +249,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Works on the file alone: no migration, no workers, nothing written to
+/// the live database.
+fn backup(config: &Config, target: &std::path::Path) -> anyhow::Result<()> {
+    use countersign_server::config::Database;
+    use countersign_server::storage::sqlite::backup;
+    let source = match config.database() {
+        Database::Sqlite(path) => path,
+        Database::Postgres(_) => anyhow::bail!(
+            "`backup` copies the SQLite file; back PostgreSQL up with its own tools (pg_dump, or \
+             base backups with WAL archiving; see docs/operations.md)"
+        ),
+    };
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let report = backup::backup(&source, target, |copied, total| {
+        if interactive {
+            eprint!("\rcopied {copied} of {total} pages");
+        }
+    })?;
+    if interactive {
+        eprintln!();
+    }
+    println!(
+        "backup: {} ({} bytes, {} pages, schema version {}); integrity check ok",
+        report.path.display(),
+        report.bytes,
+        report.pages,
+        report.schema_version
+    );
+    Ok(())
 }
 
 async fn serve(app: App) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
 //! The embedded SQLite backend: zero configuration, one file.
 
+pub mod backup;
 mod migrations;
 mod pool;
 
