@@ -351,7 +351,7 @@ impl IntoResponse for EmvError {
 }
 
 /// The EMV `Erro` message. `None` fields are omitted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Erro {
     pub message_type: String,
