@@ -158,6 +158,11 @@ pub struct DecisionReceipt {
 /// What every device API error looks like: a stable code and a sentence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(example = json!({"error": {"code": "code_incorrect", "message": "the code is not correct; 4 attempts left",
+        "attemptsLeft": 4}}))
+)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }

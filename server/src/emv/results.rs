@@ -194,6 +194,13 @@ pub enum ChallengeCancel {
 
 /// The Authentication Response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "messageType": "ARes", "messageVersion": "2.2.0",
+    "threeDSServerTransID": "8a880dc0-d2d2-4067-bcb1-b08d1690b26e",
+    "acsTransID": "d7c1ee99-9478-44a6-b1f2-391e29c6b340", "acsReferenceNumber": "COUNTERSIGN-ACS-1",
+    "transStatus": "C", "acsChallengeMandated": "Y", "acsURL": "https://acs.example/challenge",
+    "authenticationType": "03"
+}))]
 #[serde(rename_all = "camelCase")]
 pub struct ARes {
     /// "ARes".
