@@ -69,9 +69,10 @@ struct PollForm {
     seen: Option<String>,
 }
 
-/// The acsURL: a 3DS server's page posts `creq` (and `threeDSSessionData`) here.
+/// Open the challenge window (the acsURL)
 ///
-/// Opens the challenge window for the purchase in the CReq: an HTML page
+/// A 3DS server's page posts `creq` (and `threeDSSessionData`) here. Opens
+/// the challenge window for the purchase in the CReq: an HTML page
 /// made for a 3DS iframe (its CSP names who may frame it). A second CReq
 /// for the same purchase opens nothing.
 #[utoipa::path(
