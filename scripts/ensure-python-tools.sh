@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Makes <repo>/.tools/venv hold the Python tools the tests drive: aiosmtpd,
-# the real SMTP server the email-delivery tests send to. Safe to run again:
+# the real SMTP server the email-delivery tests send to, and schemathesis,
+# which fuzzes the running server against its OpenAPI document
+# (scripts/test-api-fuzz.sh). Safe to run again:
 # it only creates or installs what is missing. Prints the venv's python,
 # which the tests find there (or at $COUNTERSIGN_TEST_PYTHON).
 set -euo pipefail
@@ -8,6 +10,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/.tools/venv"
 python="$venv/bin/python"
 aiosmtpd_version="1.4.6"
+schemathesis_version="4.32.5"
 
 # A fresh Debian has python3 but not always its venv module (python3-venv).
 install_debian_python() {
@@ -30,9 +33,15 @@ if ! "$python" -c 'import sys' >/dev/null 2>&1; then
   python3 -m venv --clear "$venv"
 fi
 
-installed="$("$python" -c 'import importlib.metadata as m; print(m.version("aiosmtpd"))' 2>/dev/null || true)"
-if [ "$installed" != "$aiosmtpd_version" ]; then
-  "$python" -m pip install --quiet --disable-pip-version-check "aiosmtpd==$aiosmtpd_version"
-fi
+# Installs NAME==VERSION unless that version is already there.
+ensure() {
+  local installed
+  installed="$("$python" -c "import importlib.metadata as m; print(m.version('$1'))" 2>/dev/null || true)"
+  if [ "$installed" != "$2" ]; then
+    "$python" -m pip install --quiet --disable-pip-version-check "$1==$2" >&2
+  fi
+}
+ensure aiosmtpd "$aiosmtpd_version"
+ensure schemathesis "$schemathesis_version"
 
 echo "$python"

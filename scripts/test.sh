@@ -20,7 +20,7 @@ echo "== lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== test tools"
-# The real SMTP server (aiosmtpd) the email tests send to.
+# The real SMTP server (aiosmtpd) the email tests send to, and schemathesis.
 COUNTERSIGN_TEST_PYTHON="$(scripts/ensure-python-tools.sh)"
 export COUNTERSIGN_TEST_PYTHON
 # PostgreSQL's server binaries: the storage contract and several-node tests start throwaway clusters (never skipped).
@@ -29,6 +29,9 @@ COUNTERSIGN_TEST_PG_BIN="$(scripts/ensure-postgres.sh)"; export COUNTERSIGN_TEST
 echo "== tests"
 cargo test --workspace --locked
 cargo run -q --locked -p countersign-bench -- --smoke
+
+# The running server against its OpenAPI document (schemathesis).
+scripts/test-api-fuzz.sh
 
 scripts/test-browser.sh
 

@@ -36,6 +36,8 @@ enum Command {
         /// The new file to write (never overwritten).
         target: PathBuf,
     },
+    /// Print the OpenAPI document of the HTTP API (as served at /openapi.json).
+    Openapi,
     /// Merchants and 3DS servers allowed to send AReqs.
     #[command(subcommand)]
     Requestor(RequestorCommand),
@@ -142,6 +144,11 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if matches!(cli.command, Some(Command::Openapi)) {
+        // The document depends on the code only: no configuration, no database.
+        print!("{}", countersign_server::http::openapi::document());
+        return Ok(());
+    }
     let config = Config::load(cli.config.as_deref(), std::env::vars())?;
     let command = cli.command.unwrap_or(Command::Serve);
     if matches!(command, Command::Config) {
@@ -158,7 +165,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     const CLI: &str = "cli";
     match command {
         Command::Serve => serve(app).await,
-        Command::Config | Command::Backup { .. } => unreachable!("answered before opening the database"),
+        Command::Config | Command::Openapi | Command::Backup { .. } => {
+            unreachable!("answered before opening the database")
+        }
         Command::Migrate => {
             // Opening the app applied any migration due.
             let version = match app.config.database() {

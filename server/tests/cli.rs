@@ -88,3 +88,16 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     s.read_to_string(&mut out).ok()?;
     Some(out)
 }
+
+#[test]
+fn openapi_prints_the_committed_document_without_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let printed = stdout(&countersign(dir.path(), &["openapi"], None));
+    let committed =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json")).unwrap();
+    assert!(
+        printed == committed,
+        "docs/openapi.json is stale: cargo run -p countersign-server -- openapi > docs/openapi.json"
+    );
+    assert!(!dir.path().join("db.sqlite").exists(), "printing the document opened a database");
+}

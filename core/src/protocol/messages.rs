@@ -12,6 +12,7 @@ pub const DECISION_DOMAIN: &str = "countersign.decision.v1";
 /// The phone's operating system, as the device reports it at enrolment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Platform {
     Ios,
     Android,
@@ -108,6 +109,7 @@ impl DeviceRequestMessage {
 /// Why a cardholder denied a purchase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum DenyReason {
     /// "This wasn't me": a suspected fraud.
     NotMe,
@@ -144,6 +146,7 @@ impl Decision {
 /// (dynamic linking). Amount in minor units of an ISO 4217 numeric currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TransactionTerms {
     pub amount_minor: u64,
     pub currency: u16,

@@ -10,23 +10,29 @@ use super::messages::{Decision, DenyReason, Platform, TransactionTerms};
 /// `POST /v1/device/enrolments`: redeem an enrolment code with a new key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrolmentRequest {
     pub code: String,
     #[serde(with = "b64")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, content_encoding = "base64url"))]
     pub public_key: Vec<u8>,
     pub platform: Platform,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 4096))]
     pub push_token: Option<String>,
     pub notifications_enabled: bool,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub display_name: String,
     pub signed_at: i64,
-    /// DER signature over the [`super::EnrolmentMessage`].
+    /// DER signature over the enrolment message (docs/protocol.md).
     #[serde(with = "b64")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, content_encoding = "base64url"))]
     pub proof: Vec<u8>,
 }
 
 /// A card as a device may know it: an opaque id and its last digits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrolledCard {
     pub card_id: String,
     /// e.g. `•••• 10005`
@@ -36,6 +42,7 @@ pub struct EnrolledCard {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrolmentResponse {
     pub device_id: String,
     pub card: EnrolledCard,
@@ -45,7 +52,9 @@ pub struct EnrolmentResponse {
 /// `PUT /v1/device/push-settings`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PushSettings {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 4096))]
     pub push_token: Option<String>,
     pub notifications_enabled: bool,
 }
@@ -53,6 +62,7 @@ pub struct PushSettings {
 /// A challenge as the device shows it to the cardholder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChallengeView {
     pub challenge_id: String,
     pub card: EnrolledCard,
@@ -63,6 +73,7 @@ pub struct ChallengeView {
     pub created_at: i64,
     pub expires_at: i64,
     #[serde(with = "b64")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, content_encoding = "base64url"))]
     pub nonce: Vec<u8>,
     /// Three two-digit numbers, one of which the checkout page shows.
     pub number_choices: Option<Vec<u8>>,
@@ -70,13 +81,15 @@ pub struct ChallengeView {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PendingChallenges {
     pub challenges: Vec<ChallengeView>,
 }
 
-/// The wire form of a [`Decision`].
+/// `approve` or `deny`: the wire form of a `Decision`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum DecisionKind {
     Approve,
     Deny,
@@ -87,6 +100,7 @@ pub enum DecisionKind {
 /// (serde cannot deny unknown fields next to `flatten`; extra keys are ignored.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DecisionRequest {
     pub challenge_id: String,
     pub decision: DecisionKind,
@@ -95,8 +109,9 @@ pub struct DecisionRequest {
     pub terms: TransactionTerms,
     pub signed_at: i64,
     pub number_match: Option<u8>,
-    /// DER signature over the [`super::DecisionMessage`].
+    /// DER signature over the decision message (docs/protocol.md).
     #[serde(with = "b64")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, content_encoding = "base64url"))]
     pub signature: Vec<u8>,
 }
 
@@ -123,6 +138,7 @@ impl From<Decision> for (DecisionKind, Option<DenyReason>) {
 /// How a challenge ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ChallengeOutcome {
     Approved,
     Denied,
@@ -132,6 +148,7 @@ pub enum ChallengeOutcome {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DecisionReceipt {
     pub challenge_id: String,
     pub outcome: ChallengeOutcome,
@@ -140,11 +157,18 @@ pub struct DecisionReceipt {
 
 /// What every device API error looks like: a stable code and a sentence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(example = json!({"error": {"code": "code_incorrect", "message": "the code is not correct; 4 attempts left",
+        "attemptsLeft": 4}}))
+)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,
@@ -159,6 +183,7 @@ pub struct ErrorDetail {
 /// Stable error codes of the device API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ErrorCode {
     BadRequest,
     PayloadTooLarge,

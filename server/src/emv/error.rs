@@ -351,7 +351,13 @@ impl IntoResponse for EmvError {
 }
 
 /// The EMV `Erro` message. `None` fields are omitted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "messageType": "Erro", "messageVersion": "2.2.0", "threeDSServerTransID": "8a880dc0-d2d2-4067-bcb1-b08d1690b26e",
+    "errorCode": "203", "errorComponent": "A",
+    "errorDescription": "Format of one or more data elements is invalid: purchaseAmount must be digits only",
+    "errorDetail": "purchaseAmount", "errorMessageType": "AReq"
+}))]
 #[serde(rename_all = "camelCase")]
 pub struct Erro {
     pub message_type: String,

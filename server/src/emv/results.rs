@@ -10,7 +10,7 @@ use super::areq::AReq;
 use super::types::{MessageCategory, MessageVersion};
 
 /// `transStatus`, serialised as its letter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum TransStatus {
     /// "Y": authentication verification successful.
     #[serde(rename = "Y")]
@@ -54,7 +54,7 @@ impl fmt::Display for TransStatus {
 macro_rules! trans_status_reasons {
     ($( $(#[doc = $doc:literal])* $variant:ident = $code:literal, )*) => {
         /// `transStatusReason` (EMV 3DS 2.2 codes 01–26), serialised as the two-digit code.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         pub enum TransStatusReason {
             $( $(#[doc = $doc])* #[serde(rename = $code)] $variant, )*
         }
@@ -138,7 +138,7 @@ impl fmt::Display for TransStatusReason {
 }
 
 /// `authenticationType` in a challenge ARes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum AuthenticationType {
     /// "01": static.
     #[serde(rename = "01")]
@@ -152,7 +152,7 @@ pub enum AuthenticationType {
 }
 
 /// "Y"/"N" flags such as `acsChallengeMandated`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum YesNo {
     #[serde(rename = "Y")]
     Yes,
@@ -167,7 +167,7 @@ impl From<bool> for YesNo {
 }
 
 /// `challengeCancel` in an RReq.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum ChallengeCancel {
     /// "01": cardholder selected Cancel.
     #[serde(rename = "01")]
@@ -193,7 +193,14 @@ pub enum ChallengeCancel {
 }
 
 /// The Authentication Response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "messageType": "ARes", "messageVersion": "2.2.0",
+    "threeDSServerTransID": "8a880dc0-d2d2-4067-bcb1-b08d1690b26e",
+    "acsTransID": "d7c1ee99-9478-44a6-b1f2-391e29c6b340", "acsReferenceNumber": "COUNTERSIGN-ACS-1",
+    "transStatus": "C", "acsChallengeMandated": "Y", "acsURL": "https://acs.example/challenge",
+    "authenticationType": "03"
+}))]
 #[serde(rename_all = "camelCase")]
 pub struct ARes {
     /// "ARes".
@@ -286,7 +293,7 @@ impl ARes {
 }
 
 /// The Results Request sent to the 3DS Server after a challenge.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RReq {
     /// "RReq".
@@ -305,6 +312,7 @@ pub struct RReq {
     pub eci: Option<String>,
     /// Number of challenge interactions, serialised as two digits ("01"); at most 99.
     #[serde(with = "two_digits")]
+    #[schema(value_type = String, pattern = "^[0-9]{2}$")]
     pub interaction_counter: u8,
     pub message_category: MessageCategory,
     #[serde(default, skip_serializing_if = "Option::is_none")]

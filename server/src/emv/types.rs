@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Supported `messageVersion`s.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum MessageVersion {
     #[serde(rename = "2.2.0")]
     V2_2_0,
@@ -35,7 +35,7 @@ impl fmt::Display for MessageVersion {
 }
 
 /// `deviceChannel`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum DeviceChannel {
     /// "01": app-based (3DS SDK).
     #[serde(rename = "01")]
@@ -63,7 +63,7 @@ impl DeviceChannel {
 }
 
 /// `messageCategory`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum MessageCategory {
     /// "01": payment authentication (PA).
     #[serde(rename = "01")]

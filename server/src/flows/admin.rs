@@ -19,16 +19,18 @@ pub fn new_api_key(prefix: &str) -> String {
     format!("{prefix}_{}", URL_SAFE_NO_PAD.encode(random_bytes::<24>()))
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewRequestorRequest {
     /// The requestor's `threeDSRequestorID`.
+    #[schema(min_length = 1, max_length = 35)]
     pub id: String,
+    #[schema(min_length = 1, max_length = 40)]
     pub name: String,
 }
 
 /// Returned once: the key and secret are not stored in the clear.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedRequestor {
     pub id: String,
@@ -83,19 +85,24 @@ pub async fn create_operator(
     Ok(CreatedOperator { id: operator.id, name: operator.name, role, api_key })
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewCardRequest {
+    /// The card number: 13 to 19 digits, Luhn-valid. Kept only as a keyed
+    /// hash and its last four digits.
     pub acct_number: String,
     /// BCP 47 language for messages to the cardholder: `ja`, `en`, `sv`.
+    #[schema(pattern = "^[A-Za-z0-9-]{2,8}$")]
     pub language: Option<String>,
+    #[schema(max_length = 254)]
     pub email: Option<String>,
     /// E.164, e.g. `+46701234567`.
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$")]
     pub phone: Option<String>,
 }
 
 /// A card as operators see it: never the full number.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CardView {
     pub card_id: String,
@@ -160,10 +167,13 @@ pub fn check_contacts(email: Option<&str>, phone: Option<&str>) -> Result<(), Ap
 }
 
 /// A card's contacts for one-time codes; an absent one is removed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Contacts {
+    #[schema(max_length = 254)]
     pub email: Option<String>,
+    /// E.164, e.g. `+46701234567`.
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$")]
     pub phone: Option<String>,
 }
 
@@ -202,7 +212,7 @@ const CODE_ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 pub const CODE_LOOKUP_LEN: usize = 4;
 pub const CODE_LEN: usize = 12;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedEnrolmentCode {
     /// Shown once, grouped for reading: `ABCD-EFGH-JKMN`.

@@ -35,7 +35,7 @@ pub fn compute(secrets: &Secrets, a: &Authentication) -> String {
     STANDARD.encode(&mac[..MAC_LEN])
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VerifyRequest {
     #[serde(rename = "acsTransID")]
@@ -46,7 +46,7 @@ pub struct VerifyRequest {
     pub authentication_value: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyResponse {
     pub valid: bool,

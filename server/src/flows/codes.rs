@@ -294,7 +294,7 @@ fn expired() -> ApiError {
 }
 
 /// The outcome of a correct code.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Verified {
     pub trans_status: String,
@@ -349,7 +349,7 @@ pub async fn verify(app: &App, acs_trans_id: &str, typed: &str) -> Result<Verifi
 }
 
 /// What the browser window shows about a purchase.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WindowView {
     #[serde(rename = "acsTransID")]
@@ -364,7 +364,7 @@ pub struct WindowView {
     pub code: Option<CodeView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChallengeSummary {
     pub state: ChallengeState,
@@ -378,7 +378,7 @@ pub struct ChallengeSummary {
     pub card_blocked: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CodeView {
     pub expires_at: i64,
@@ -394,7 +394,7 @@ pub struct CodeView {
     pub attempts_left: u32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DestinationView {
     pub channel: ContactChannel,

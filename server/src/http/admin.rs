@@ -1,11 +1,13 @@
 //! The operator API (Bearer operator key). The same flows back the CLI.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{self, OperatorAuth};
+use super::extract::{self, OperatorAuth, Path, Query};
+use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::flows::admin::{
@@ -13,7 +15,26 @@ use crate::flows::admin::{
 };
 use crate::flows::authentication_value::{self, VerifyRequest, VerifyResponse};
 use crate::storage::{AuditEvent, AuditFilter, OutboxMessage, OutboxPush};
+use crate::window::security::{NewQuestions, QuestionsView};
 
+/// The path parameter every card operation takes.
+const CARD_ID: &str = "The card's id (from its creation), never its number";
+
+/// Create a requestor
+///
+/// A merchant or 3DS server allowed to send AReqs. Its API key and
+/// callback secret are in this answer only: they are stored as keyed hashes.
+#[utoipa::path(
+    post, path = "/v1/admin/requestors", tag = "admin", operation_id = "createRequestor",
+    request_body = NewRequestorRequest,
+    responses(
+        (status = 201, description = "Created; the key and secret are shown this once", body = CreatedRequestor),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge), (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn create_requestor(
     State(app): State<App>,
     op: OperatorAuth,
@@ -23,6 +44,21 @@ pub async fn create_requestor(
     Ok((StatusCode::CREATED, Json(flows::create_requestor(&app, req, &op.actor()).await?)))
 }
 
+/// Register a card
+///
+/// The answer shows the card masked; the number is kept only as a keyed hash
+/// and its last four digits.
+#[utoipa::path(
+    post, path = "/v1/admin/cards", tag = "admin", operation_id = "createCard",
+    request_body = NewCardRequest,
+    responses(
+        (status = 201, description = "Registered", body = CardView),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge), (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn create_card(
     State(app): State<App>,
     op: OperatorAuth,
@@ -32,6 +68,17 @@ pub async fn create_card(
     Ok((StatusCode::CREATED, Json(flows::create_card(&app, req, &op.actor()).await?)))
 }
 
+/// Show a card (masked)
+#[utoipa::path(
+    get, path = "/v1/admin/cards/{card_id}", tag = "admin", operation_id = "getCard",
+    params(("card_id" = String, Path, description = CARD_ID)),
+    responses(
+        (status = 200, description = "The card", body = CardView),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound), (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = [])),
+)]
 pub async fn card(
     State(app): State<App>,
     _op: OperatorAuth,
@@ -40,7 +87,8 @@ pub async fn card(
     Ok(Json(flows::card(&app, &card_id).await?))
 }
 
-#[derive(Debug, Serialize)]
+/// An enrolled device, without its key or push token.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceSummary {
     device_id: String,
@@ -51,6 +99,17 @@ pub struct DeviceSummary {
     created_at: i64,
 }
 
+/// List a card's devices
+#[utoipa::path(
+    get, path = "/v1/admin/cards/{card_id}/devices", tag = "admin", operation_id = "listCardDevices",
+    params(("card_id" = String, Path, description = CARD_ID)),
+    responses(
+        (status = 200, description = "The devices enrolled for the card (none for an unknown card)", body = [DeviceSummary]),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = [])),
+)]
 pub async fn card_devices(
     State(app): State<App>,
     _op: OperatorAuth,
@@ -72,6 +131,21 @@ pub async fn card_devices(
     ))
 }
 
+/// Create an enrolment code
+///
+/// A single-use code the cardholder types into the app to enrol it for the
+/// card. Shown this once.
+#[utoipa::path(
+    post, path = "/v1/admin/cards/{card_id}/enrolment-codes", tag = "admin", operation_id = "createEnrolmentCode",
+    params(("card_id" = String, Path, description = CARD_ID)),
+    responses(
+        (status = 201, description = "Created; the code is shown this once", body = CreatedEnrolmentCode),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn create_enrolment_code(
     State(app): State<App>,
     op: OperatorAuth,
@@ -81,14 +155,30 @@ pub async fn create_enrolment_code(
     Ok((StatusCode::CREATED, Json(flows::create_enrolment_code(&app, &card_id, &op.actor()).await?)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct PushQuery {
+    /// Only the pushes to this device.
     device_id: Option<String>,
+    /// At most this many, newest first (default 50; above 500 counts as 500).
+    #[param(value_type = Option<u64>, maximum = 4_294_967_295_u64)]
     limit: Option<u32>,
 }
 
+/// List recorded pushes
+///
 /// The default notifier's outbox: what would have been pushed.
+#[utoipa::path(
+    get, path = "/v1/admin/pushes", tag = "admin", operation_id = "listPushes",
+    params(PushQuery),
+    responses(
+        (status = 200, description = "The pushes", body = [OutboxPush]),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = [])),
+)]
 pub async fn pushes(
     State(app): State<App>,
     _op: OperatorAuth,
@@ -97,15 +187,31 @@ pub async fn pushes(
     Ok(Json(app.storage.outbox_pushes(q.device_id.as_deref(), q.limit.unwrap_or(50).min(500)).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// Only the events about this card.
     #[serde(rename = "cardId")]
     card_id: Option<String>,
+    /// Only the events about this purchase.
     #[serde(rename = "acsTransID")]
     acs_trans_id: Option<String>,
+    /// At most this many, newest first (default 100; above 1000 counts as 1000).
+    #[param(value_type = Option<u64>, maximum = 4_294_967_295_u64)]
     limit: Option<u32>,
 }
 
+/// Search the audit trail
+#[utoipa::path(
+    get, path = "/v1/admin/audit", tag = "admin", operation_id = "searchAudit",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "The events", body = [AuditEvent]),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = [])),
+)]
 pub async fn audit(
     State(app): State<App>,
     _op: OperatorAuth,
@@ -116,6 +222,20 @@ pub async fn audit(
     Ok(Json(app.storage.audit_events(&filter).await?))
 }
 
+/// Verify an authentication value
+///
+/// The issuer's check of a `Y` before it authorises the payment: the value
+/// must belong to that purchase, card number, amount and currency.
+#[utoipa::path(
+    post, path = "/v1/admin/authentication-values/verify", tag = "admin", operation_id = "verifyAuthenticationValue",
+    request_body = VerifyRequest,
+    responses(
+        (status = 200, description = "Whether the value is valid", body = VerifyResponse),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 413, response = PayloadTooLarge), (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = [])),
+)]
 pub async fn verify_authentication_value(
     State(app): State<App>,
     _op: OperatorAuth,
@@ -124,8 +244,22 @@ pub async fn verify_authentication_value(
     Ok(Json(authentication_value::verify(&app, &req).await?))
 }
 
+/// Replace a card's contacts
+///
 /// Replaces the card's email and phone (this card only: other cards on the
-/// same account keep theirs).
+/// same account keep theirs). An absent one is removed.
+#[utoipa::path(
+    put, path = "/v1/admin/cards/{card_id}/contacts", tag = "admin", operation_id = "setCardContacts",
+    params(("card_id" = String, Path, description = CARD_ID)),
+    request_body = Contacts,
+    responses(
+        (status = 200, description = "The card as it now is", body = CardView),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge), (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn set_contacts(
     State(app): State<App>,
     op: OperatorAuth,
@@ -136,7 +270,19 @@ pub async fn set_contacts(
     Ok(Json(flows::set_contacts(&app, &card_id, contacts, &op.actor()).await?))
 }
 
-/// Lifts a block after too many wrong codes (support or admin).
+/// Unblock a card
+///
+/// Lifts the block that too many wrong codes put on a card (support or admin).
+#[utoipa::path(
+    post, path = "/v1/admin/cards/{card_id}/unblock", tag = "admin", operation_id = "unblockCard",
+    params(("card_id" = String, Path, description = CARD_ID)),
+    responses(
+        (status = 200, description = "The card as it now is", body = CardView),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound), (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = [])),
+)]
 pub async fn unblock_card(
     State(app): State<App>,
     op: OperatorAuth,
@@ -145,12 +291,29 @@ pub async fn unblock_card(
     Ok(Json(flows::unblock_card(&app, &card_id, &op.actor()).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MessageQuery {
+    /// At most this many, newest first (default 50; above 500 counts as 500).
+    #[param(value_type = Option<u64>, maximum = 4_294_967_295_u64)]
     limit: Option<u32>,
 }
 
-/// The development message outbox: only while a channel delivers to it.
+/// List recorded emails and SMS
+///
+/// The development message outbox (the messages hold one-time codes): only
+/// while a channel delivers to it (`transport = "outbox"`), 404 otherwise.
+#[utoipa::path(
+    get, path = "/v1/admin/messages", tag = "admin", operation_id = "listMessages",
+    params(MessageQuery),
+    responses(
+        (status = 200, description = "The messages", body = [OutboxMessage]),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn messages(
     State(app): State<App>,
     op: OperatorAuth,
@@ -163,23 +326,50 @@ pub async fn messages(
     Ok(Json(app.storage.outbox_messages(q.limit.unwrap_or(50).min(500)).await?))
 }
 
-/// Replaces a card's security questions and answers (answers are stored
-/// only as keyed hashes, never shown again).
+/// Replace a card's security questions
+///
+/// At most five; an empty list removes them. The answers are stored only as
+/// keyed hashes of their normalised form and never shown again.
+#[utoipa::path(
+    put, path = "/v1/admin/cards/{card_id}/security-questions", tag = "admin",
+    operation_id = "setSecurityQuestions",
+    params(("card_id" = String, Path, description = CARD_ID)),
+    request_body = NewQuestions,
+    responses(
+        (status = 200, description = "The questions, without answers", body = QuestionsView),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge), (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn set_security_questions(
     State(app): State<App>,
     op: OperatorAuth,
     Path(card_id): Path<String>,
-    extract::Json(questions): extract::Json<crate::window::security::NewQuestions>,
-) -> Result<Json<crate::window::security::QuestionsView>, ApiError> {
+    extract::Json(questions): extract::Json<NewQuestions>,
+) -> Result<Json<QuestionsView>, ApiError> {
     op.require_admin()?;
     Ok(Json(crate::window::security::provision(&app, &card_id, questions, &op.actor()).await?))
 }
 
-/// A card's security questions, without answers.
+/// Show a card's security questions
+///
+/// The questions only, never the answers.
+#[utoipa::path(
+    get, path = "/v1/admin/cards/{card_id}/security-questions", tag = "admin", operation_id = "getSecurityQuestions",
+    params(("card_id" = String, Path, description = CARD_ID)),
+    responses(
+        (status = 200, description = "The questions", body = QuestionsView),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound), (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = [])),
+)]
 pub async fn security_questions(
     State(app): State<App>,
     _op: OperatorAuth,
     Path(card_id): Path<String>,
-) -> Result<Json<crate::window::security::QuestionsView>, ApiError> {
+) -> Result<Json<QuestionsView>, ApiError> {
     Ok(Json(crate::window::security::show(&app, &card_id).await?))
 }

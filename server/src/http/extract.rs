@@ -1,5 +1,7 @@
 //! Extractors that turn requests into typed, authenticated inputs, and
-//! every way that can fail into a typed error.
+//! every way that can fail into a typed error. Handlers take `Path`,
+//! `Query` and `Form` from here, never from axum, whose refusals are
+//! plain text.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -60,6 +62,56 @@ impl<T: DeserializeOwned> FromRequest<App> for Json<T> {
     async fn from_request(req: Request, app: &App) -> Result<Self, ApiError> {
         let body = read_body(req.into_body(), app.config.server.body_limit_bytes).await?;
         parse_json(&body).map(Json)
+    }
+}
+
+/// axum's refusal (a bad path segment, query string or form) as a typed
+/// error with the same status. Digit runs are masked as in [`parse_json`].
+fn refused(status: StatusCode, text: &str) -> ApiError {
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE { ErrorCode::PayloadTooLarge } else { ErrorCode::BadRequest };
+    ApiError::new(status, code, mask_digit_runs(text))
+}
+
+/// Path parameters, refused as a typed 400.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(e) => Err(refused(e.status(), &e.body_text())),
+        }
+    }
+}
+
+/// A query string, refused as a typed 400.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(e) => Err(refused(e.status(), &e.body_text())),
+        }
+    }
+}
+
+/// An HTML form (or, for `GET`, the query string), refused as a typed
+/// error: 415 without the form content type, 413 when too large.
+pub struct Form<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Form::from_request(req, state).await {
+            Ok(axum::extract::Form(value)) => Ok(Self(value)),
+            Err(e) => Err(refused(e.status(), &e.body_text())),
+        }
     }
 }
 

@@ -2,8 +2,9 @@
 
 mod admin;
 mod device;
-mod extract;
+pub(crate) mod extract;
 mod health;
+pub mod openapi;
 mod requestor;
 mod window;
 
@@ -27,6 +28,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(openapi::serve))
         .route("/v1/authentications", post(requestor::authenticate))
         .route("/v1/authentications/{acs_trans_id}", get(requestor::status))
         .route("/v1/device/enrolments", post(device::enrol))

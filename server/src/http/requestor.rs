@@ -1,15 +1,37 @@
 //! The 3DS requestor API: AReq in, ARes out, and the current result.
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::extract::{RequestorAuth, read_body};
+use super::openapi::{
+    ErroBadRequest, ErroForbidden, ErroNotFound, ErroPayloadTooLarge, ErroUnauthorized, ErroUnavailable,
+};
 use crate::app::App;
-use crate::emv::{ARes, EmvError};
+use crate::emv::{AReqSchema, ARes, EmvError};
 use crate::flows::{authenticate, challenges};
 use crate::storage::{CallbackStatus, ChallengeState};
 
+/// Authenticate a purchase (AReq → ARes)
+///
+/// Decides at once (`Y` frictionless, `N` or `R` refused) or starts a
+/// challenge (`C`): a push to the cardholder's app, or a one-time code. The
+/// result of a challenge is posted to `notificationURL` as an RReq and can
+/// be read with `getAuthentication`.
+#[utoipa::path(
+    post, path = "/v1/authentications", tag = "requestor", operation_id = "authenticate",
+    request_body = AReqSchema,
+    responses(
+        (status = 200, description = "The ARes", body = ARes),
+        (status = 400, response = ErroBadRequest), (status = 401, response = ErroUnauthorized),
+        (status = 403, response = ErroForbidden), (status = 413, response = ErroPayloadTooLarge),
+        (status = 503, response = ErroUnavailable),
+    ),
+    security(("requestorKey" = [])),
+)]
 pub async fn authenticate(
     State(app): State<App>,
     RequestorAuth(requestor): RequestorAuth,
@@ -21,7 +43,7 @@ pub async fn authenticate(
 }
 
 /// The result as it stands, for the requestor that asked.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthenticationStatus {
     #[serde(rename = "acsTransID")]
@@ -45,7 +67,7 @@ pub struct AuthenticationStatus {
     updated_at: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ChallengeStatus {
     state: ChallengeState,
@@ -57,11 +79,28 @@ struct ChallengeStatus {
     outcome_reason: Option<String>,
 }
 
+/// Read a purchase's result
+///
+/// The result as it stands, for the requestor that sent the AReq (another
+/// requestor's purchase is not found). While a challenge is pending it
+/// holds the number the checkout shows for number matching.
+#[utoipa::path(
+    get, path = "/v1/authentications/{acs_trans_id}", tag = "requestor", operation_id = "getAuthentication",
+    params(("acs_trans_id" = String, Path, description = "The acsTransID from the ARes")),
+    responses(
+        (status = 200, description = "The result", body = AuthenticationStatus),
+        (status = 401, response = ErroUnauthorized), (status = 404, response = ErroNotFound),
+        (status = 503, response = ErroUnavailable),
+    ),
+    security(("requestorKey" = [])),
+)]
 pub async fn status(
     State(app): State<App>,
     RequestorAuth(requestor): RequestorAuth,
-    Path(acs_trans_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<AuthenticationStatus>, EmvError> {
+    // A segment that does not even decode names no transaction.
+    let Path(acs_trans_id) = path.map_err(|_| EmvError::transaction_not_found())?;
     let transient = |e: crate::storage::StorageError| EmvError::transient(e.to_string());
     let not_found = || EmvError::transaction_not_found();
     let mut auth = app.storage.authentication(&acs_trans_id).await.map_err(transient)?.ok_or_else(not_found)?;

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Form, FromRequest, Path, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use countersign_core::protocol::CanonicalWriter;
@@ -20,6 +20,7 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::flows::admin::{self, NewRequestorRequest};
 use crate::flows::{authenticate, callbacks};
+use crate::http::extract::{Form, Path};
 use crate::secrets::{Purpose, constant_time_eq};
 use crate::storage::{Requestor, StorageError};
 

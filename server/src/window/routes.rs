@@ -7,12 +7,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Form, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use countersign_core::protocol::wire::ErrorCode;
 use maud::Markup;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::pages::{self, Notice};
 use super::{Window, WindowError, creq, i18n, security};
@@ -20,15 +21,89 @@ use crate::app::App;
 use crate::delivery::Language;
 use crate::flows::challenges::{self, Ending};
 use crate::flows::codes;
+use crate::http::extract::{Form, Query};
+use crate::http::openapi::{ErrorPage, PayloadTooLarge, UnsupportedMediaType};
 
 type Fields = HashMap<String, String>;
 
-/// The acsURL: a 3DS server's page posts `creq` (and `threeDSSessionData`) here.
+/// The form a 3DS server's page posts into the window (EMV browser flow).
+#[derive(ToSchema)]
+#[allow(dead_code)] // Only its schema is used: the handlers read the fields by name.
+struct CReqForm {
+    /// The CReq: base64url JSON with `messageType` "CReq", `messageVersion`,
+    /// `threeDSServerTransID`, `acsTransID` and `challengeWindowSize`.
+    creq: String,
+    /// Returned unchanged with the CRes (at most 1024 characters).
+    #[schema(rename = "threeDSSessionData")]
+    three_ds_session_data: Option<String>,
+}
+
+/// What the window's forms post: the session's capability and CSRF token,
+/// the action, and the action's fields.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct ActForm {
+    session: String,
+    csrf: String,
+    /// `show`, `lang`, `code` (send me a code), `resend`, `verify`,
+    /// `answers` (security questions: `answer0`, `answer1`, …), `contact`
+    /// (register an email or phone after the questions), `cancel`.
+    action: Option<String>,
+    /// For `lang`: ja, en or sv.
+    lang: Option<String>,
+    /// For `verify`: the six digits.
+    code: Option<String>,
+    /// For `contact`.
+    email: Option<String>,
+    /// For `contact`, E.164.
+    phone: Option<String>,
+}
+
+/// The page's live update: which screen it shows now.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct PollForm {
+    session: String,
+    csrf: String,
+    /// The screen the page shows (`waiting`, `code`, `questions`, …).
+    seen: Option<String>,
+}
+
+/// Open the challenge window (the acsURL)
+///
+/// A 3DS server's page posts `creq` (and `threeDSSessionData`) here. Opens
+/// the challenge window for the purchase in the CReq: an HTML page
+/// made for a 3DS iframe (its CSP names who may frame it). A second CReq
+/// for the same purchase opens nothing.
+#[utoipa::path(
+    post, path = "/challenge", tag = "challenge window (browser)", operation_id = "postCReq",
+    request_body(content = CReqForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The window", content_type = "text/html", body = String),
+        (status = 400, response = ErrorPage), (status = 403, response = ErrorPage),
+        (status = 404, response = ErrorPage), (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType), (status = 503, response = ErrorPage),
+    ),
+)]
 pub async fn creq_post(State(app): State<App>, headers: HeaderMap, Form(fields): Form<Fields>) -> Response {
     enter(&app, &headers, &fields).await
 }
 
-/// The same as a plain link (`?creq=…`), for demos and manual tests.
+/// The acsURL as a plain link
+///
+/// The same as posting the CReq form (`?creq=…`), for demos and manual tests.
+#[utoipa::path(
+    get, path = "/challenge", tag = "challenge window (browser)", operation_id = "getCReq",
+    params(
+        ("creq" = String, Query, description = "The CReq, base64url JSON"),
+        ("threeDSSessionData" = Option<String>, Query, description = "Returned unchanged with the CRes"),
+    ),
+    responses(
+        (status = 200, description = "The window", content_type = "text/html", body = String),
+        (status = 400, response = ErrorPage), (status = 403, response = ErrorPage),
+        (status = 404, response = ErrorPage), (status = 503, response = ErrorPage),
+    ),
+)]
 pub async fn creq_get(State(app): State<App>, headers: HeaderMap, Query(fields): Query<Fields>) -> Response {
     enter(&app, &headers, &fields).await
 }
@@ -45,8 +120,21 @@ async fn enter(app: &App, headers: &HeaderMap, fields: &Fields) -> Response {
     result.unwrap_or_else(|e| error_page(app, accept_language, e))
 }
 
+/// Act in the window
+///
 /// Every form in the window posts here, with its capability (`session`),
-/// CSRF token (`csrf`) and `action`.
+/// CSRF token (`csrf`) and `action`; the answer is the window's next page.
+#[utoipa::path(
+    post, path = "/challenge/act", tag = "challenge window (browser)", operation_id = "actInWindow",
+    request_body(content = ActForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The window's next page", content_type = "text/html", body = String),
+        (status = 400, response = ErrorPage), (status = 403, response = ErrorPage),
+        (status = 404, response = ErrorPage), (status = 409, response = ErrorPage),
+        (status = 410, response = ErrorPage), (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType), (status = 503, response = ErrorPage),
+    ),
+)]
 pub async fn act(State(app): State<App>, headers: HeaderMap, Form(fields): Form<Fields>) -> Response {
     let accept_language = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
     match act_inner(&app, &fields).await {
@@ -166,13 +254,25 @@ async fn show(app: &App, w: &Window, notice: Option<Notice>) -> Result<Response,
     Ok(html(StatusCode::OK, page, ancestors, Some(&w.auth.notification_url)))
 }
 
-#[derive(Serialize)]
+/// The screen the window should show: `gone` when the session is no more.
+#[derive(Serialize, ToSchema)]
 pub struct PollAnswer {
     screen: &'static str,
 }
 
+/// Wait for the window to change
+///
 /// The page's live update: answers as soon as the screen differs from
 /// `seen`, or after about 20 seconds. Not the cardholder's activity.
+#[utoipa::path(
+    post, path = "/challenge/poll", tag = "challenge window (browser)", operation_id = "pollWindow",
+    request_body(content = PollForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The screen to show", body = PollAnswer),
+        (status = 403, description = "No such session (`gone`)", body = PollAnswer),
+        (status = 413, response = PayloadTooLarge), (status = 415, response = UnsupportedMediaType),
+    ),
+)]
 pub async fn poll(State(app): State<App>, Form(fields): Form<Fields>) -> Response {
     let seen = fields.get("seen").cloned().unwrap_or_default();
     let get = |n: &str| fields.get(n).map(String::as_str);

@@ -32,21 +32,24 @@ fn answer_hash(app: &App, card_id: &str, position: u32, answer: &str) -> Vec<u8>
 }
 
 /// A question and its answer as an operator provisions them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewQuestion {
+    #[schema(min_length = 1, max_length = 200)]
     pub question: String,
+    #[schema(min_length = 1, max_length = 200)]
     pub answer: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewQuestions {
+    #[schema(max_items = 5)]
     pub questions: Vec<NewQuestion>,
 }
 
 /// What anyone may read back: the questions, never the answers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QuestionsView {
     pub card_id: String,

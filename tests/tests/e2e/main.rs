@@ -12,6 +12,7 @@ mod delivery;
 mod enrolment;
 mod malformed;
 mod metrics;
+mod openapi;
 mod rejections;
 mod restart;
 mod window;

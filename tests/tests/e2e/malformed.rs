@@ -296,3 +296,58 @@ async fn bad_admin_requests_and_unknown_routes_get_json_errors() {
     still_ready(&s).await;
     s.create_card(PAN).await;
 }
+
+/// axum's own refusals (a query string, path segment or form it cannot
+/// read) come out as the typed JSON error with the documented status, never
+/// as axum's plain text. The API fuzzing found these plain-text answers.
+#[tokio::test]
+async fn query_path_and_form_refusals_are_typed() {
+    let s = TestServer::start().await;
+    let shop = s.create_requestor("shop-1").await;
+    let card = s.create_card(PAN).await;
+    let error = |text: &str| -> Value { serde_json::from_str::<Value>(text).unwrap()["error"].clone() };
+
+    // Query parameters of the wrong type, with a card number in one: not echoed.
+    for path in ["/v1/admin/audit?limit=lots", "/v1/admin/pushes?limit=-1", "/v1/admin/messages?limit=378282246310005"]
+    {
+        let (got, content_type, text) = raw(s.http.get(s.url(path)).bearer_auth(&s.admin_key)).await;
+        assert_eq!(got, StatusCode::BAD_REQUEST, "{path}: {text}");
+        assert_eq!(content_type, "application/json", "{path}");
+        assert_eq!(error(&text)["code"], "bad_request", "{path}: {text}");
+        assert!(error(&text)["message"].as_str().unwrap().contains("limit"), "{path}: {text}");
+        assert!(!text.contains("46310005"), "{path}: {text}");
+    }
+
+    // A path segment that is not UTF-8 once decoded.
+    let (got, content_type, text) = raw(s.http.get(s.url("/v1/admin/cards/%FF%FE")).bearer_auth(&s.admin_key)).await;
+    assert_eq!(got, StatusCode::BAD_REQUEST, "{text}");
+    assert_eq!(content_type, "application/json");
+    assert_eq!(error(&text)["code"], "bad_request", "{text}");
+    let (got, _, text) = raw(s.http.get(s.url("/v1/window/%FF")).bearer_auth(&s.admin_key)).await;
+    assert_eq!(got, StatusCode::BAD_REQUEST, "{text}");
+    assert_eq!(error(&text)["code"], "bad_request", "{text}");
+    // The requestor API answers an EMV Erro instead: no such transaction.
+    let (got, content_type, text) = raw(s.http.get(s.url("/v1/authentications/%FF")).bearer_auth(&shop.api_key)).await;
+    assert_eq!(got, StatusCode::NOT_FOUND, "{text}");
+    assert_eq!(content_type, "application/json");
+    let erro: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((erro["messageType"].as_str(), erro["errorCode"].as_str()), (Some("Erro"), Some("301")), "{text}");
+
+    // The window's form endpoints sent JSON, or nothing, instead of a form.
+    for path in ["/challenge", "/challenge/act", "/challenge/poll"] {
+        let (got, content_type, text) =
+            raw(s.http.post(s.url(path)).header("content-type", "application/json").body(r#"{"creq":"x"}"#)).await;
+        assert_eq!(got, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{path}: {text}");
+        assert_eq!(content_type, "application/json", "{path}");
+        assert_eq!(error(&text)["code"], "bad_request", "{path}: {text}");
+        let (got, _, text) = raw(s.http.post(s.url(path))).await;
+        assert_eq!(got, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{path}: {text}");
+        assert_eq!(error(&text)["code"], "bad_request", "{path}: {text}");
+    }
+
+    // Nothing happened to the card, and the server is fine.
+    let (got, view) = s.admin(Method::GET, &format!("/v1/admin/cards/{card}"), None).await;
+    assert_eq!(got, StatusCode::OK, "{view}");
+    assert_eq!(view["blocked"], false);
+    still_ready(&s).await;
+}
