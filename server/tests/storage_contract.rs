@@ -693,6 +693,46 @@ async fn twenty_concurrent_endings_have_one_winner(db: Db) {
     assert_eq!(kinds(&audit_of(&*db.s, "acs-1").await), ["authentication.created", "challenge.ended"]);
 }
 
+/// Waits (bounded) until changes reach this node's watchers: at once in
+/// process; with PostgreSQL once its listener (started by the first watch)
+/// listens.
+async fn until_live(events: &ChallengeEvents) {
+    for _ in 0..200 {
+        if events.is_live() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the challenge events never went live");
+}
+
+/// Long enough for any wake-up to arrive; the waits are shorter than the
+/// re-read interval of live events, so `true` means woken.
+const WAKE: std::time::Duration = std::time::Duration::from_secs(4);
+const NO_WAKE: std::time::Duration = std::time::Duration::from_millis(300);
+
+async fn endings_and_codes_wake_the_challenges_watchers(db: Db) {
+    let s = &*db.s;
+    shop_with_cards(s, &["card-1"]).await;
+    let coded = purchase(s, "1", "card-1", NOW).await;
+    let ended = purchase(s, "2", "card-1", NOW).await;
+    let events = s.challenge_events();
+    drop(events.watch());
+    until_live(events).await;
+    let mut watch = events.watch();
+
+    assert!(s.start_code(&new_code(&coded, NOW, vec![])).await.unwrap());
+    assert!(watch.changed(&coded.id, WAKE).await, "a code wakes the watch");
+    assert!(s.end_challenge(&ending(&ended, ChallengeState::Approved, "approved", NOW + 1)).await.unwrap());
+    assert!(watch.changed(&ended.id, WAKE).await, "an ending wakes the watch");
+
+    // What changed nothing wakes nobody.
+    assert!(!s.end_challenge(&ending(&ended, ChallengeState::Expired, "expired", NOW + 2)).await.unwrap());
+    assert!(!s.start_code(&new_code(&coded, NOW + 2, vec![])).await.unwrap());
+    assert!(!watch.changed(&ended.id, NO_WAKE).await);
+    assert!(!watch.changed(&coded.id, NO_WAKE).await);
+}
+
 async fn a_verified_code_is_spent_and_clears_the_wrong_ones(db: Db) {
     let s = &*db.s;
     shop_with_cards(s, &["card-1"]).await;
@@ -1285,6 +1325,7 @@ contract!(
     pending_challenges_for_a_device_are_its_cards_open_ones,
     a_challenge_ends_once_with_all_it_causes,
     twenty_concurrent_endings_have_one_winner,
+    endings_and_codes_wake_the_challenges_watchers,
     a_verified_code_is_spent_and_clears_the_wrong_ones,
     expired_challenges_are_the_pending_ones_past_expiry,
     the_push_outbox_lists_newest_first,
@@ -1345,6 +1386,42 @@ async fn postgres_outage_is_unavailable_then_recovers() {
     assert_eq!(s.card("card-1").await.unwrap().unwrap().id, "card-1");
     assert_eq!(s.card("card-2").await.unwrap(), None, "the refused write did not happen");
     assert!(s.end_challenge(&ending(&ch, ChallengeState::Approved, "approved", NOW + 2)).await.unwrap());
+}
+
+/// A change committed through one node's storage wakes the watchers of
+/// another node's (PostgreSQL's `NOTIFY`, heard by its listener). When the
+/// database goes away the watchers are told to fall back on reading again,
+/// and once it is back the listener reconnects by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_on_one_node_wakes_another_and_the_listener_reconnects() {
+    let own = Cluster::start();
+    let url = own.create_database();
+    let a = PostgresStorage::open(&url, 2, NOW).unwrap();
+    let b = PostgresStorage::open(&url, 2, NOW).unwrap();
+    shop_with_cards(&b, &["card-1"]).await;
+    let decided = purchase(&b, "1", "card-1", NOW).await;
+    let coded = purchase(&b, "2", "card-1", NOW).await;
+    let events = a.challenge_events();
+    drop(events.watch());
+    until_live(events).await;
+    let mut watch = events.watch();
+
+    let sent = std::time::Instant::now();
+    assert!(b.end_challenge(&ending(&decided, ChallengeState::Approved, "approved", NOW + 1)).await.unwrap());
+    assert!(watch.changed(&decided.id, WAKE).await, "the other node's ending woke the watch");
+    eprintln!("a commit on node B woke a watcher on node A after {:?}", sent.elapsed());
+    assert!(!b.challenge_events().is_live(), "B never watched, so it does not listen");
+
+    own.stop();
+    assert!(watch.changed(&coded.id, WAKE).await, "losing the listener wakes the watchers");
+    assert!(!events.is_live());
+    assert_eq!(events.reread_interval(), ChallengeEvents::REREAD_UNLIVE);
+
+    own.restart();
+    until_live(events).await;
+    let mut watch = events.watch();
+    assert!(b.start_code(&new_code(&coded, NOW + 2, vec![])).await.unwrap());
+    assert!(watch.changed(&coded.id, WAKE).await, "the reconnected listener hears the other node again");
 }
 
 /// Several nodes starting at once on an empty database: one migrates, the

@@ -13,8 +13,11 @@
 //! - where a decision depends on another table (a challenge's code), the
 //!   parent row is locked first and the other table read after.
 
+mod listener;
 mod migrations;
 mod pool;
+
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Pool};
@@ -28,6 +31,9 @@ pub use migrations::latest_version;
 
 pub struct PostgresStorage {
     pool: Pool,
+    events: Arc<ChallengeEvents>,
+    /// Stops the challenge listener when the storage goes.
+    _listener: tokio::sync::watch::Sender<()>,
 }
 
 impl PostgresStorage {
@@ -37,7 +43,18 @@ impl PostgresStorage {
     pub fn open(url: &str, connections: usize, now_ms: i64) -> StorageResult<Self> {
         let config = pool::config(url)?;
         run_migrations(config.clone(), now_ms)?;
-        Ok(Self { pool: pool::build(config, connections)? })
+        let (listener, stopped) = tokio::sync::watch::channel(());
+        let events = Arc::new_cyclic(|events: &Weak<ChallengeEvents>| {
+            let (events, config) = (events.clone(), config.clone());
+            // Only a node whose windows wait listens, from the runtime they
+            // wait in.
+            ChallengeEvents::listening(move || {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(listener::run(config, events, stopped));
+                }
+            })
+        });
+        Ok(Self { pool: pool::build(config, connections)?, events, _listener: listener })
     }
 
     async fn conn(&self) -> StorageResult<deadpool_postgres::Object> {
@@ -126,6 +143,12 @@ async fn insert(
     let statement = c.prepare_cached(sql).await.map_err(classify)?;
     c.execute(&statement, params).await.map_err(conflict_as(what))?;
     Ok(())
+}
+
+/// Tells every node's waiters that the challenge changed, once (and if)
+/// the transaction commits.
+async fn announce(tx: &impl GenericClient, challenge_id: &str) -> StorageResult<()> {
+    execute(tx, "SELECT pg_notify($1, $2)", &[&listener::CHANNEL, &challenge_id]).await.map(|_| ())
 }
 
 async fn begin(c: &mut deadpool_postgres::Object) -> StorageResult<deadpool_postgres::Transaction<'_>> {
@@ -346,6 +369,10 @@ async fn insert_audit(c: &impl GenericClient, e: &AuditEvent) -> StorageResult<(
 impl Storage for PostgresStorage {
     async fn ping(&self) -> StorageResult<()> {
         self.execute("SELECT 1", &[]).await.map(|_| ())
+    }
+
+    fn challenge_events(&self) -> &ChallengeEvents {
+        &self.events
     }
 
     async fn create_requestor(&self, r: &Requestor, api_key_hash: &[u8], now: i64) -> StorageResult<()> {
@@ -763,6 +790,7 @@ impl Storage for PostgresStorage {
         .await?;
         let Some(row) = ended else { return Ok(false) };
         let acs_trans_id: String = get(&row, 0)?;
+        announce(&tx, &end.challenge_id).await?;
         execute(
             &tx,
             "UPDATE authentications SET trans_status = $2, trans_status_reason = $3, authentication_value = $4, \
@@ -1004,6 +1032,7 @@ impl Storage for PostgresStorage {
         .await?;
         insert_deliveries(&tx, &code.challenge_id, 0, code.created_at, &new.deliveries).await?;
         insert_audit(&tx, &new.audit).await?;
+        announce(&tx, &code.challenge_id).await?;
         commit(tx).await?;
         Ok(true)
     }
