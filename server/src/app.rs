@@ -48,7 +48,7 @@ impl App {
             ),
             // The URL may hold a password: it stays out of the message.
             Database::Postgres(url) => Arc::new(
-                PostgresStorage::open(&url, db.max_connections, clock.now_ms())
+                PostgresStorage::open(&url, db.ca_file.as_deref(), db.max_connections, clock.now_ms())
                     .map_err(|e| anyhow::anyhow!("cannot open the PostgreSQL database: {e}"))?,
             ),
         };

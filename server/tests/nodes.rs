@@ -15,6 +15,7 @@
 #[path = "../../tests/tests/e2e/support.rs"]
 mod e2e;
 mod support {
+    #[allow(dead_code)]
     pub mod postgres;
     pub mod process;
 }

@@ -44,7 +44,7 @@ fn cluster() -> &'static Cluster {
 }
 
 fn postgres_db() -> Db {
-    let s = PostgresStorage::open(&cluster().create_database(), 8, NOW).unwrap();
+    let s = PostgresStorage::open(&cluster().create_database(), None, 8, NOW).unwrap();
     Db { s: Arc::new(s), _dir: None }
 }
 
@@ -1358,7 +1358,7 @@ contract!(
 async fn postgres_outage_is_unavailable_then_recovers() {
     let own = Cluster::start();
     let url = own.create_database();
-    let s: Arc<dyn Storage> = Arc::new(PostgresStorage::open(&url, 4, NOW).unwrap());
+    let s: Arc<dyn Storage> = Arc::new(PostgresStorage::open(&url, None, 4, NOW).unwrap());
     shop_with_cards(&*s, &["card-1"]).await;
     let ch = purchase(&*s, "1", "card-1", NOW).await;
 
@@ -1396,8 +1396,8 @@ async fn postgres_outage_is_unavailable_then_recovers() {
 async fn a_change_on_one_node_wakes_another_and_the_listener_reconnects() {
     let own = Cluster::start();
     let url = own.create_database();
-    let a = PostgresStorage::open(&url, 2, NOW).unwrap();
-    let b = PostgresStorage::open(&url, 2, NOW).unwrap();
+    let a = PostgresStorage::open(&url, None, 2, NOW).unwrap();
+    let b = PostgresStorage::open(&url, None, 2, NOW).unwrap();
     shop_with_cards(&b, &["card-1"]).await;
     let decided = purchase(&b, "1", "card-1", NOW).await;
     let coded = purchase(&b, "2", "card-1", NOW).await;
@@ -1432,24 +1432,78 @@ async fn nodes_starting_together_migrate_once() {
     let opened: Vec<_> = (0..4)
         .map(|_| {
             let url = url.clone();
-            std::thread::spawn(move || PostgresStorage::open(&url, 1, NOW).map(|_| ()))
+            std::thread::spawn(move || PostgresStorage::open(&url, None, 1, NOW).map(|_| ()))
         })
         .collect();
     for node in opened {
         node.join().unwrap().unwrap();
     }
-    let s = PostgresStorage::open(&url, 1, NOW).unwrap();
+    let s = PostgresStorage::open(&url, None, 1, NOW).unwrap();
     s.ping().await.unwrap();
+}
+
+/// TLS to the database, on a cluster that refuses clear connections, its
+/// certificate issued to `localhost` by an authority of the test's own.
+/// Each mode connects (and then works: schema, pool, the listener) where
+/// it can verify the server, and is refused at open where it cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connects_only_to_a_server_it_can_verify() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut authority = CertificateParams::new(Vec::<String>::new()).unwrap();
+    authority.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    authority.distinguished_name.push(rcgen::DnType::CommonName, "Countersign test CA");
+    let authority = CertifiedIssuer::self_signed(authority, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".into()]).unwrap().signed_by(&key, &authority).unwrap();
+    let own = Cluster::start_tls(&cert.pem(), &key.serialize_pem());
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, authority.pem()).unwrap();
+    let ip_url = own.create_database();
+    let name_url = ip_url.replace("@127.0.0.1:", "@localhost:");
+
+    let opens = |url: String, ca: Option<&std::path::Path>| PostgresStorage::open(&url, ca, 2, NOW);
+    let refused = |url: String, ca: Option<&std::path::Path>| match opens(url.clone(), ca) {
+        Err(StorageError::Unavailable(why)) => why,
+        Err(other) => panic!("{url}: {other:?}"),
+        Ok(_) => panic!("{url} opened"),
+    };
+    // The cluster takes no clear connection: what opens below used TLS.
+    let clear = refused(ip_url.clone(), None);
+    assert!(clear.contains("no encryption"), "{clear}");
+
+    let modes = [
+        format!("{name_url}?sslmode=verify-full"),
+        format!("{ip_url}?sslmode=verify-ca"),
+        format!("{ip_url}?sslmode=require"),
+    ];
+    for (i, url) in modes.into_iter().enumerate() {
+        let s = opens(url.clone(), Some(&ca_file)).unwrap_or_else(|e| panic!("{url}: {e}"));
+        let card = format!("card-{i}");
+        s.create_card(&new_card(&card)).await.unwrap();
+        assert_eq!(s.card(&card).await.unwrap().unwrap().id, card);
+        let events = s.challenge_events();
+        drop(events.watch());
+        until_live(events).await;
+    }
+
+    // An authority it does not trust (the built-in roots), or a name the
+    // certificate does not carry: refused, saying why.
+    let unknown = refused(format!("{name_url}?sslmode=verify-full"), None);
+    assert!(unknown.contains("UnknownIssuer"), "{unknown}");
+    assert!(refused(format!("{ip_url}?sslmode=require"), None).contains("UnknownIssuer"));
+    let wrong_name = refused(format!("{ip_url}?sslmode=verify-full"), Some(&ca_file));
+    assert!(wrong_name.contains("not valid for name"), "{wrong_name}");
 }
 
 #[test]
 fn a_bad_url_or_unreachable_database_is_refused_at_open() {
-    let refused = |url: &str| match PostgresStorage::open(url, 1, NOW) {
+    let refused = |url: &str| match PostgresStorage::open(url, None, 1, NOW) {
         Err(StorageError::Unavailable(message)) => message,
         Err(other) => panic!("{other:?}"),
         Ok(_) => panic!("opened {url}"),
     };
     assert!(refused("postgres://x@127.0.0.1:1/none").contains("error connecting"), "a closed port");
-    assert!(refused("postgres://x@127.0.0.1/db?sslmode=require").contains("TLS"));
+    assert!(refused("postgres://x@127.0.0.1/db?sslmode=prefer").contains("without TLS"));
     assert!(refused("postgres://x@127.0.0.1/db?nonsense=1").contains("not a PostgreSQL URL"));
 }

@@ -13,8 +13,9 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio_postgres::{AsyncMessage, Config, NoTls};
+use tokio_postgres::AsyncMessage;
 
+use super::pool::Target;
 use crate::storage::ChallengeEvents;
 
 /// The channel challenge changes are announced on.
@@ -28,10 +29,10 @@ const RETRY_FIRST_MS: u64 = 250;
 const RETRY_MAX_MS: u64 = 5_000;
 
 /// Listens until `stop` is dropped (with the storage) or `events` is gone.
-pub async fn run(config: Config, events: Weak<ChallengeEvents>, mut stop: watch::Receiver<()>) {
+pub async fn run(target: Target, events: Weak<ChallengeEvents>, mut stop: watch::Receiver<()>) {
     let mut failures = 0;
     loop {
-        let session = listen(&config, &events, &mut failures);
+        let session = listen(&target, &events, &mut failures);
         let outcome = tokio::select! {
             outcome = session => outcome,
             _ = stop.changed() => return,
@@ -57,11 +58,11 @@ pub async fn run(config: Config, events: Weak<ChallengeEvents>, mut stop: watch:
 /// to `events` until the connection fails. `failures` is reset once
 /// listening.
 async fn listen(
-    config: &Config,
+    target: &Target,
     events: &Weak<ChallengeEvents>,
     failures: &mut u32,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = target.config.connect(target.tls.clone()).await?;
     // The connection delivers notifications only while polled, and the
     // client's queries complete only while it is: both run together.
     let deliver = async {

@@ -16,15 +16,17 @@
 mod listener;
 mod migrations;
 mod pool;
+mod tls;
 
+use std::path::Path;
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Pool};
+use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, ToSql};
-use tokio_postgres::{Config, NoTls, Row};
 
-use self::pool::{classify, conflict_as, pool_error};
+use self::pool::{Target, classify, conflict_as, pool_error};
 use super::*;
 
 pub use migrations::latest_version;
@@ -37,24 +39,25 @@ pub struct PostgresStorage {
 }
 
 impl PostgresStorage {
-    /// Applies migrations (connecting now, so a wrong URL or an unreachable
-    /// database is reported at start) and prepares a pool of up to
-    /// `connections` connections, opened as needed.
-    pub fn open(url: &str, connections: usize, now_ms: i64) -> StorageResult<Self> {
-        let config = pool::config(url)?;
-        run_migrations(config.clone(), now_ms)?;
+    /// Applies migrations (connecting now, so a wrong URL, an unreachable
+    /// database or a certificate that does not verify is reported at
+    /// start) and prepares a pool of up to `connections` connections,
+    /// opened as needed. `ca_file` is `database.ca_file`, for TLS.
+    pub fn open(url: &str, ca_file: Option<&Path>, connections: usize, now_ms: i64) -> StorageResult<Self> {
+        let target = Target::new(url, ca_file)?;
+        run_migrations(target.clone(), now_ms)?;
         let (listener, stopped) = tokio::sync::watch::channel(());
         let events = Arc::new_cyclic(|events: &Weak<ChallengeEvents>| {
-            let (events, config) = (events.clone(), config.clone());
+            let (events, target) = (events.clone(), target.clone());
             // Only a node whose windows wait listens, from the runtime they
             // wait in.
             ChallengeEvents::listening(move || {
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    runtime.spawn(listener::run(config, events, stopped));
+                    runtime.spawn(listener::run(target, events, stopped));
                 }
             })
         });
-        Ok(Self { pool: pool::build(config, connections)?, events, _listener: listener })
+        Ok(Self { pool: pool::build(target, connections)?, events, _listener: listener })
     }
 
     async fn conn(&self) -> StorageResult<deadpool_postgres::Object> {
@@ -97,14 +100,14 @@ impl PostgresStorage {
 /// Applies migrations on a thread of its own: `open` is synchronous (as
 /// `App::open` is) and is called from inside the async runtime, which
 /// cannot block on a future of its own.
-fn run_migrations(config: Config, now_ms: i64) -> StorageResult<usize> {
+fn run_migrations(target: Target, now_ms: i64) -> StorageResult<usize> {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| StorageError::Unavailable(format!("migration runtime: {e}")))?;
         runtime.block_on(async {
-            let (mut client, connection) = config.connect(NoTls).await.map_err(classify)?;
+            let (mut client, connection) = target.config.connect(target.tls).await.map_err(classify)?;
             let connection = tokio::spawn(connection);
             let applied = migrations::migrate(&mut client, now_ms).await.map_err(classify);
             drop(client);
