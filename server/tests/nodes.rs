@@ -15,29 +15,22 @@
 #[path = "../../tests/tests/e2e/support.rs"]
 mod e2e;
 mod support {
-    #[allow(dead_code)]
-    pub mod postgres;
     pub mod process;
 }
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use countersign_core::client::{ClientError, SystemClock};
 use countersign_core::protocol::wire::{ChallengeOutcome, ErrorCode};
 use countersign_core::protocol::{Decision, DenyReason};
+use e2e::postgres::Cluster;
 use e2e::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::postgres::Cluster;
 use support::process::{self, ServerProcess, Settings};
-
-fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(Cluster::start)
-}
 
 /// A node: its process, and the API it serves.
 struct Node {

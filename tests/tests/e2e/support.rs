@@ -51,9 +51,35 @@ pub struct ServerApi {
     now: Now,
 }
 
+/// Whether the suite runs over PostgreSQL (`COUNTERSIGN_TEST_BACKEND=postgres`)
+/// rather than SQLite files (the default, or `sqlite`).
+pub fn on_postgres() -> bool {
+    match std::env::var("COUNTERSIGN_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("sqlite") => false,
+        Ok("postgres") => true,
+        Ok(other) => panic!("COUNTERSIGN_TEST_BACKEND={other}: say sqlite or postgres"),
+    }
+}
+
+#[allow(dead_code)]
+#[path = "../../../server/tests/support/postgres.rs"]
+pub mod postgres;
+
+/// This test binary's throwaway PostgreSQL cluster, started on first use.
+pub fn cluster() -> &'static postgres::Cluster {
+    static CLUSTER: std::sync::OnceLock<postgres::Cluster> = std::sync::OnceLock::new();
+    CLUSTER.get_or_init(postgres::Cluster::start)
+}
+
+/// A test server's configuration: its database (a SQLite file in `dir`,
+/// or a fresh PostgreSQL database) and master key, quick workers.
 pub fn config(dir: &std::path::Path) -> Config {
     let mut c = Config::default();
-    c.database.url = format!("sqlite://{}", dir.join("countersign.db").display());
+    c.database.url = if on_postgres() {
+        cluster().create_database()
+    } else {
+        format!("sqlite://{}", dir.join("countersign.db").display())
+    };
     c.secrets.master_key_file = dir.join("master.key");
     c.server.listen = "127.0.0.1:0".parse().unwrap();
     c.server.body_limit_bytes = 16 * 1024;
@@ -90,15 +116,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         c.server.public_url = Some(base.clone());
-        let storage: Arc<dyn countersign_server::storage::Storage> = Arc::new(
-            countersign_server::storage::sqlite::SqliteStorage::open(
-                &c.sqlite_path().unwrap(),
-                2,
-                c.database.synchronous,
-                clock.now_ms(),
-            )
-            .unwrap(),
-        );
+        let storage = countersign_server::app::open_storage(&c, clock.now_ms()).unwrap();
         let app = App::with_parts(c, storage, Arc::new(clock.clone()), notifier).unwrap();
         let server = countersign_server::start(app.clone(), listener).unwrap();
         Self::assemble(dir, clock, app, server, base).await
