@@ -40,7 +40,7 @@ pub async fn run(target: Target, events: Weak<ChallengeEvents>, mut stop: watch:
         let Some(live) = events.upgrade() else { return };
         live.set_live(false);
         failures += 1;
-        match outcome {
+        match outcome.map_err(|e| crate::error::describe_chain(&e)) {
             Ok(()) => tracing::warn!("the database closed the challenge listener's connection; reconnecting"),
             Err(e) if failures == 1 => tracing::warn!(error = %e, "challenge listener lost; reconnecting"),
             Err(e) => tracing::debug!(error = %e, failures, "challenge listener still down"),
