@@ -28,6 +28,8 @@ COUNTERSIGN_TEST_PG_BIN="$(scripts/ensure-postgres.sh)"; export COUNTERSIGN_TEST
 
 echo "== tests"
 cargo test --workspace --locked
+# The end-to-end suites again over PostgreSQL (its pages in Chromium are the same over either: once is enough).
+COUNTERSIGN_TEST_BACKEND=postgres cargo test --locked -p countersign-tests --test e2e -- --skip browser_
 cargo run -q --locked -p countersign-bench -- --smoke
 
 # The running server against its OpenAPI document (schemathesis).

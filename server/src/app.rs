@@ -29,6 +29,22 @@ pub struct Inner {
     pub http: reqwest::Client,
 }
 
+/// Opens the database `database.url` names, applying migrations.
+pub fn open_storage(config: &Config, now_ms: i64) -> anyhow::Result<Arc<dyn Storage>> {
+    let db = &config.database;
+    Ok(match config.database() {
+        Database::Sqlite(path) => Arc::new(
+            SqliteStorage::open(&path, db.max_connections, db.synchronous, now_ms)
+                .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?,
+        ),
+        // The URL may hold a password: it stays out of the message.
+        Database::Postgres(url) => Arc::new(
+            PostgresStorage::open(&url, db.ca_file.as_deref(), db.max_connections, now_ms)
+                .map_err(|e| anyhow::anyhow!("cannot open the PostgreSQL database: {e}"))?,
+        ),
+    })
+}
+
 impl std::ops::Deref for App {
     type Target = Inner;
     fn deref(&self) -> &Inner {
@@ -40,18 +56,7 @@ impl App {
     /// Opens the database `database.url` names (applying migrations) and
     /// the master key.
     pub fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let db = &config.database;
-        let storage: Arc<dyn Storage> = match config.database() {
-            Database::Sqlite(path) => Arc::new(
-                SqliteStorage::open(&path, db.max_connections, db.synchronous, clock.now_ms())
-                    .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?,
-            ),
-            // The URL may hold a password: it stays out of the message.
-            Database::Postgres(url) => Arc::new(
-                PostgresStorage::open(&url, db.max_connections, clock.now_ms())
-                    .map_err(|e| anyhow::anyhow!("cannot open the PostgreSQL database: {e}"))?,
-            ),
-        };
+        let storage = open_storage(&config, clock.now_ms())?;
         let notifier = config.push.build(storage.clone(), clock.clone()).map_err(|e| anyhow::anyhow!("push: {e}"))?;
         Self::with_parts(config, storage, clock, notifier)
     }

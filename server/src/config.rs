@@ -81,11 +81,20 @@ pub struct DatabaseConfig {
     /// may lose the last commits on power loss) or `full` (an fsync per
     /// commit; survives power loss, far fewer commits per second).
     pub synchronous: Synchronous,
+    /// PostgreSQL over TLS (`sslmode=require`, `verify-ca` or `verify-full`
+    /// in the URL): a PEM file of the certificate authorities trusted for
+    /// the server's certificate. Unset: the Mozilla roots built in.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: "sqlite://./data/countersign.db".into(), max_connections: 4, synchronous: Synchronous::Normal }
+        Self {
+            url: "sqlite://./data/countersign.db".into(),
+            max_connections: 4,
+            synchronous: Synchronous::Normal,
+            ca_file: None,
+        }
     }
 }
 

@@ -44,7 +44,7 @@ fn cluster() -> &'static Cluster {
 }
 
 fn postgres_db() -> Db {
-    let s = PostgresStorage::open(&cluster().create_database(), 8, NOW).unwrap();
+    let s = PostgresStorage::open(&cluster().create_database(), None, 8, NOW).unwrap();
     Db { s: Arc::new(s), _dir: None }
 }
 
@@ -693,6 +693,46 @@ async fn twenty_concurrent_endings_have_one_winner(db: Db) {
     assert_eq!(kinds(&audit_of(&*db.s, "acs-1").await), ["authentication.created", "challenge.ended"]);
 }
 
+/// Waits (bounded) until changes reach this node's watchers: at once in
+/// process; with PostgreSQL once its listener (started by the first watch)
+/// listens.
+async fn until_live(events: &ChallengeEvents) {
+    for _ in 0..200 {
+        if events.is_live() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the challenge events never went live");
+}
+
+/// Long enough for any wake-up to arrive; the waits are shorter than the
+/// re-read interval of live events, so `true` means woken.
+const WAKE: std::time::Duration = std::time::Duration::from_secs(4);
+const NO_WAKE: std::time::Duration = std::time::Duration::from_millis(300);
+
+async fn endings_and_codes_wake_the_challenges_watchers(db: Db) {
+    let s = &*db.s;
+    shop_with_cards(s, &["card-1"]).await;
+    let coded = purchase(s, "1", "card-1", NOW).await;
+    let ended = purchase(s, "2", "card-1", NOW).await;
+    let events = s.challenge_events();
+    drop(events.watch());
+    until_live(events).await;
+    let mut watch = events.watch();
+
+    assert!(s.start_code(&new_code(&coded, NOW, vec![])).await.unwrap());
+    assert!(watch.changed(&coded.id, WAKE).await, "a code wakes the watch");
+    assert!(s.end_challenge(&ending(&ended, ChallengeState::Approved, "approved", NOW + 1)).await.unwrap());
+    assert!(watch.changed(&ended.id, WAKE).await, "an ending wakes the watch");
+
+    // What changed nothing wakes nobody.
+    assert!(!s.end_challenge(&ending(&ended, ChallengeState::Expired, "expired", NOW + 2)).await.unwrap());
+    assert!(!s.start_code(&new_code(&coded, NOW + 2, vec![])).await.unwrap());
+    assert!(!watch.changed(&ended.id, NO_WAKE).await);
+    assert!(!watch.changed(&coded.id, NO_WAKE).await);
+}
+
 async fn a_verified_code_is_spent_and_clears_the_wrong_ones(db: Db) {
     let s = &*db.s;
     shop_with_cards(s, &["card-1"]).await;
@@ -1285,6 +1325,7 @@ contract!(
     pending_challenges_for_a_device_are_its_cards_open_ones,
     a_challenge_ends_once_with_all_it_causes,
     twenty_concurrent_endings_have_one_winner,
+    endings_and_codes_wake_the_challenges_watchers,
     a_verified_code_is_spent_and_clears_the_wrong_ones,
     expired_challenges_are_the_pending_ones_past_expiry,
     the_push_outbox_lists_newest_first,
@@ -1317,7 +1358,7 @@ contract!(
 async fn postgres_outage_is_unavailable_then_recovers() {
     let own = Cluster::start();
     let url = own.create_database();
-    let s: Arc<dyn Storage> = Arc::new(PostgresStorage::open(&url, 4, NOW).unwrap());
+    let s: Arc<dyn Storage> = Arc::new(PostgresStorage::open(&url, None, 4, NOW).unwrap());
     shop_with_cards(&*s, &["card-1"]).await;
     let ch = purchase(&*s, "1", "card-1", NOW).await;
 
@@ -1347,6 +1388,42 @@ async fn postgres_outage_is_unavailable_then_recovers() {
     assert!(s.end_challenge(&ending(&ch, ChallengeState::Approved, "approved", NOW + 2)).await.unwrap());
 }
 
+/// A change committed through one node's storage wakes the watchers of
+/// another node's (PostgreSQL's `NOTIFY`, heard by its listener). When the
+/// database goes away the watchers are told to fall back on reading again,
+/// and once it is back the listener reconnects by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_on_one_node_wakes_another_and_the_listener_reconnects() {
+    let own = Cluster::start();
+    let url = own.create_database();
+    let a = PostgresStorage::open(&url, None, 2, NOW).unwrap();
+    let b = PostgresStorage::open(&url, None, 2, NOW).unwrap();
+    shop_with_cards(&b, &["card-1"]).await;
+    let decided = purchase(&b, "1", "card-1", NOW).await;
+    let coded = purchase(&b, "2", "card-1", NOW).await;
+    let events = a.challenge_events();
+    drop(events.watch());
+    until_live(events).await;
+    let mut watch = events.watch();
+
+    let sent = std::time::Instant::now();
+    assert!(b.end_challenge(&ending(&decided, ChallengeState::Approved, "approved", NOW + 1)).await.unwrap());
+    assert!(watch.changed(&decided.id, WAKE).await, "the other node's ending woke the watch");
+    eprintln!("a commit on node B woke a watcher on node A after {:?}", sent.elapsed());
+    assert!(!b.challenge_events().is_live(), "B never watched, so it does not listen");
+
+    own.stop();
+    assert!(watch.changed(&coded.id, WAKE).await, "losing the listener wakes the watchers");
+    assert!(!events.is_live());
+    assert_eq!(events.reread_interval(), ChallengeEvents::REREAD_UNLIVE);
+
+    own.restart();
+    until_live(events).await;
+    let mut watch = events.watch();
+    assert!(b.start_code(&new_code(&coded, NOW + 2, vec![])).await.unwrap());
+    assert!(watch.changed(&coded.id, WAKE).await, "the reconnected listener hears the other node again");
+}
+
 /// Several nodes starting at once on an empty database: one migrates, the
 /// others wait for it and find the schema made.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1355,24 +1432,78 @@ async fn nodes_starting_together_migrate_once() {
     let opened: Vec<_> = (0..4)
         .map(|_| {
             let url = url.clone();
-            std::thread::spawn(move || PostgresStorage::open(&url, 1, NOW).map(|_| ()))
+            std::thread::spawn(move || PostgresStorage::open(&url, None, 1, NOW).map(|_| ()))
         })
         .collect();
     for node in opened {
         node.join().unwrap().unwrap();
     }
-    let s = PostgresStorage::open(&url, 1, NOW).unwrap();
+    let s = PostgresStorage::open(&url, None, 1, NOW).unwrap();
     s.ping().await.unwrap();
+}
+
+/// TLS to the database, on a cluster that refuses clear connections, its
+/// certificate issued to `localhost` by an authority of the test's own.
+/// Each mode connects (and then works: schema, pool, the listener) where
+/// it can verify the server, and is refused at open where it cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connects_only_to_a_server_it_can_verify() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut authority = CertificateParams::new(Vec::<String>::new()).unwrap();
+    authority.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    authority.distinguished_name.push(rcgen::DnType::CommonName, "Countersign test CA");
+    let authority = CertifiedIssuer::self_signed(authority, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".into()]).unwrap().signed_by(&key, &authority).unwrap();
+    let own = Cluster::start_tls(&cert.pem(), &key.serialize_pem());
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, authority.pem()).unwrap();
+    let ip_url = own.create_database();
+    let name_url = ip_url.replace("@127.0.0.1:", "@localhost:");
+
+    let opens = |url: String, ca: Option<&std::path::Path>| PostgresStorage::open(&url, ca, 2, NOW);
+    let refused = |url: String, ca: Option<&std::path::Path>| match opens(url.clone(), ca) {
+        Err(StorageError::Unavailable(why)) => why,
+        Err(other) => panic!("{url}: {other:?}"),
+        Ok(_) => panic!("{url} opened"),
+    };
+    // The cluster takes no clear connection: what opens below used TLS.
+    let clear = refused(ip_url.clone(), None);
+    assert!(clear.contains("no encryption"), "{clear}");
+
+    let modes = [
+        format!("{name_url}?sslmode=verify-full"),
+        format!("{ip_url}?sslmode=verify-ca"),
+        format!("{ip_url}?sslmode=require"),
+    ];
+    for (i, url) in modes.into_iter().enumerate() {
+        let s = opens(url.clone(), Some(&ca_file)).unwrap_or_else(|e| panic!("{url}: {e}"));
+        let card = format!("card-{i}");
+        s.create_card(&new_card(&card)).await.unwrap();
+        assert_eq!(s.card(&card).await.unwrap().unwrap().id, card);
+        let events = s.challenge_events();
+        drop(events.watch());
+        until_live(events).await;
+    }
+
+    // An authority it does not trust (the built-in roots), or a name the
+    // certificate does not carry: refused, saying why.
+    let unknown = refused(format!("{name_url}?sslmode=verify-full"), None);
+    assert!(unknown.contains("UnknownIssuer"), "{unknown}");
+    assert!(refused(format!("{ip_url}?sslmode=require"), None).contains("UnknownIssuer"));
+    let wrong_name = refused(format!("{ip_url}?sslmode=verify-full"), Some(&ca_file));
+    assert!(wrong_name.contains("not valid for name"), "{wrong_name}");
 }
 
 #[test]
 fn a_bad_url_or_unreachable_database_is_refused_at_open() {
-    let refused = |url: &str| match PostgresStorage::open(url, 1, NOW) {
+    let refused = |url: &str| match PostgresStorage::open(url, None, 1, NOW) {
         Err(StorageError::Unavailable(message)) => message,
         Err(other) => panic!("{other:?}"),
         Ok(_) => panic!("opened {url}"),
     };
     assert!(refused("postgres://x@127.0.0.1:1/none").contains("error connecting"), "a closed port");
-    assert!(refused("postgres://x@127.0.0.1/db?sslmode=require").contains("TLS"));
+    assert!(refused("postgres://x@127.0.0.1/db?sslmode=prefer").contains("without TLS"));
     assert!(refused("postgres://x@127.0.0.1/db?nonsense=1").contains("not a PostgreSQL URL"));
 }

@@ -6,10 +6,12 @@
 //! enrolment code being spent) is a conditional update whose row count
 //! decides who won.
 
+mod events;
 mod model;
 pub mod postgres;
 pub mod sqlite;
 
+pub use events::{ChallengeEvents, ChallengeWatch};
 pub use model::*;
 
 use async_trait::async_trait;
@@ -33,6 +35,10 @@ pub type StorageResult<T> = Result<T, StorageError>;
 pub trait Storage: Send + Sync + 'static {
     /// Succeeds when the database answers.
     async fn ping(&self) -> StorageResult<()>;
+
+    /// Wakes whoever waits for a challenge to end or get a code, on this
+    /// node, whichever node made the change.
+    fn challenge_events(&self) -> &ChallengeEvents;
 
     // Requestors and operators, found by the keyed hash of their API key.
     async fn create_requestor(&self, requestor: &Requestor, api_key_hash: &[u8], now: i64) -> StorageResult<()>;

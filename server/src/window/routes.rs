@@ -260,10 +260,14 @@ pub struct PollAnswer {
     screen: &'static str,
 }
 
+/// How long the page's long-poll waits for its screen to change.
+const POLL_FOR: Duration = Duration::from_secs(20);
+
 /// Wait for the window to change
 ///
 /// The page's live update: answers as soon as the screen differs from
-/// `seen`, or after about 20 seconds. Not the cardholder's activity.
+/// `seen` (a decision or a code on any node wakes it), or after
+/// [`POLL_FOR`]. Not the cardholder's activity.
 #[utoipa::path(
     post, path = "/challenge/poll", tag = "challenge window (browser)", operation_id = "pollWindow",
     request_body(content = PollForm, content_type = "application/x-www-form-urlencoded"),
@@ -276,7 +280,10 @@ pub struct PollAnswer {
 pub async fn poll(State(app): State<App>, Form(fields): Form<Fields>) -> Response {
     let seen = fields.get("seen").cloned().unwrap_or_default();
     let get = |n: &str| fields.get(n).map(String::as_str);
-    for _ in 0..40 {
+    // Watching from before the first read: a change in between wakes it.
+    let mut watch = app.storage.challenge_events().watch();
+    let deadline = tokio::time::Instant::now() + POLL_FOR;
+    loop {
         let w = match super::find(&app, get("session"), get("csrf")).await {
             Ok(w) => w,
             Err(_) => return (StatusCode::FORBIDDEN, no_store(), Json(PollAnswer { screen: "gone" })).into_response(),
@@ -288,7 +295,11 @@ pub async fn poll(State(app): State<App>, Form(fields): Form<Fields>) -> Respons
         if kind != seen {
             return (no_store(), Json(PollAnswer { screen: kind })).into_response();
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        watch.changed(&w.challenge.id, left).await;
     }
     (no_store(), Json(PollAnswer { screen: static_kind(&seen) })).into_response()
 }

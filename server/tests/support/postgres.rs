@@ -31,6 +31,23 @@ static CLUSTERS: AtomicU32 = AtomicU32::new(0);
 impl Cluster {
     /// Creates and starts a cluster (about a second).
     pub fn start() -> Cluster {
+        Self::start_with(|_| {})
+    }
+
+    /// A cluster that takes TLS connections only (but for its local
+    /// socket), with the server certificate and key given (PEM).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Cluster {
+        Self::start_with(|c| {
+            c.write_data("server.crt", cert_pem);
+            c.write_data("server.key", key_pem);
+            let conf = std::fs::read_to_string(c.data().join("postgresql.conf")).expect("postgresql.conf");
+            c.write_data("postgresql.conf", &format!("{conf}\nssl = on\n"));
+            c.write_data("pg_hba.conf", "local all all trust\nhostssl all all 127.0.0.1/32 trust\n");
+        })
+    }
+
+    /// Creates a cluster, lets `configure` change its files, and starts it.
+    fn start_with(configure: impl FnOnce(&Cluster)) -> Cluster {
         let bin = server_binaries();
         let as_postgres = is_root();
         let dir = std::env::temp_dir().join(format!(
@@ -57,6 +74,7 @@ impl Cluster {
             ]);
         });
         assert!(init.status.success(), "initdb failed:\n{}", text(&init));
+        configure(&cluster);
         // A free port can be taken by someone else before the server binds
         // it: try a few.
         for _ in 0..5 {
@@ -119,6 +137,19 @@ impl Cluster {
 
     fn data(&self) -> PathBuf {
         self.dir.join("data")
+    }
+
+    /// Writes a file of the data directory, readable by the server only
+    /// (as PostgreSQL demands of a key).
+    fn write_data(&self, name: &str, contents: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.data().join(name);
+        std::fs::write(&path, contents).expect("write into the data directory");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        if self.as_postgres {
+            let owner = run(Command::new("chown").arg("postgres:").arg(&path));
+            assert!(owner.status.success(), "chown postgres: {}", text(&owner));
+        }
     }
 
     fn log(&self) -> String {

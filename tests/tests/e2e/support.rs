@@ -20,19 +20,66 @@ use serde_json::{Value, json};
 pub const PAN: &str = "378282246310005";
 pub const OTHER_PAN: &str = "371449635398431";
 
+/// A whole server in this process: its directory, clock and state, and
+/// (through `Deref`) the [`ServerApi`] that speaks to it.
 pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub clock: ManualClock,
     pub app: App,
-    pub base: String,
-    pub admin_key: String,
-    pub http: reqwest::Client,
+    api: ServerApi,
     server: Option<RunningServer>,
 }
 
+impl std::ops::Deref for TestServer {
+    type Target = ServerApi;
+    fn deref(&self) -> &ServerApi {
+        &self.api
+    }
+}
+
+/// The clock a phone signs with: the server's, which a test may move.
+pub type Now = Arc<dyn countersign_core::client::Clock>;
+
+/// A running server as its clients see it: where it listens, an
+/// operator's API key, and the clock its phones sign with. The server runs
+/// in this process ([`TestServer`]) or in another one (the several-node
+/// tests).
+pub struct ServerApi {
+    pub base: String,
+    pub admin_key: String,
+    pub http: reqwest::Client,
+    now: Now,
+}
+
+/// Whether the suite runs over PostgreSQL (`COUNTERSIGN_TEST_BACKEND=postgres`)
+/// rather than SQLite files (the default, or `sqlite`).
+pub fn on_postgres() -> bool {
+    match std::env::var("COUNTERSIGN_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("sqlite") => false,
+        Ok("postgres") => true,
+        Ok(other) => panic!("COUNTERSIGN_TEST_BACKEND={other}: say sqlite or postgres"),
+    }
+}
+
+#[allow(dead_code)]
+#[path = "../../../server/tests/support/postgres.rs"]
+pub mod postgres;
+
+/// This test binary's throwaway PostgreSQL cluster, started on first use.
+pub fn cluster() -> &'static postgres::Cluster {
+    static CLUSTER: std::sync::OnceLock<postgres::Cluster> = std::sync::OnceLock::new();
+    CLUSTER.get_or_init(postgres::Cluster::start)
+}
+
+/// A test server's configuration: its database (a SQLite file in `dir`,
+/// or a fresh PostgreSQL database) and master key, quick workers.
 pub fn config(dir: &std::path::Path) -> Config {
     let mut c = Config::default();
-    c.database.url = format!("sqlite://{}", dir.join("countersign.db").display());
+    c.database.url = if on_postgres() {
+        cluster().create_database()
+    } else {
+        format!("sqlite://{}", dir.join("countersign.db").display())
+    };
     c.secrets.master_key_file = dir.join("master.key");
     c.server.listen = "127.0.0.1:0".parse().unwrap();
     c.server.body_limit_bytes = 16 * 1024;
@@ -58,8 +105,7 @@ impl TestServer {
         tweak(&mut c);
         let clock = ManualClock::starting_at(countersign_server::clock::SystemClock.now_ms());
         let (app, server, base) = launch(c, clock.clone()).await;
-        let admin_key = admin::create_operator(&app, "test admin", OperatorRole::Admin, "test").await.unwrap().api_key;
-        Self { dir, clock, app, base, admin_key, http: reqwest::Client::new(), server: Some(server) }
+        Self::assemble(dir, clock, app, server, base).await
     }
 
     /// Starts with a notifier of the test's own instead of the outbox.
@@ -70,19 +116,45 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         c.server.public_url = Some(base.clone());
-        let storage: Arc<dyn countersign_server::storage::Storage> = Arc::new(
-            countersign_server::storage::sqlite::SqliteStorage::open(
-                &c.sqlite_path().unwrap(),
-                2,
-                c.database.synchronous,
-                clock.now_ms(),
-            )
-            .unwrap(),
-        );
+        let storage = countersign_server::app::open_storage(&c, clock.now_ms()).unwrap();
         let app = App::with_parts(c, storage, Arc::new(clock.clone()), notifier).unwrap();
         let server = countersign_server::start(app.clone(), listener).unwrap();
+        Self::assemble(dir, clock, app, server, base).await
+    }
+
+    /// Creates the operator the tests act as.
+    async fn assemble(
+        dir: tempfile::TempDir,
+        clock: ManualClock,
+        app: App,
+        server: RunningServer,
+        base: String,
+    ) -> Self {
         let admin_key = admin::create_operator(&app, "test admin", OperatorRole::Admin, "test").await.unwrap().api_key;
-        Self { dir, clock, app, base, admin_key, http: reqwest::Client::new(), server: Some(server) }
+        let now = clock.clone();
+        let api = ServerApi::new(base, admin_key, Arc::new(move || now.now_ms()));
+        Self { dir, clock, app, api, server: Some(server) }
+    }
+
+    /// Stops the server and starts a new one on the same database and key.
+    pub async fn restart(&mut self) {
+        let config = self.app.config.clone();
+        self.server.take().unwrap().stop().await;
+        let (app, server, base) = launch(config, self.clock.clone()).await;
+        self.app = app;
+        self.api.base = base;
+        self.server = Some(server);
+    }
+
+    /// Where the metrics listener serves, when the test turned it on.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.server.as_ref().and_then(|s| s.metrics_addr)
+    }
+}
+
+impl ServerApi {
+    pub fn new(base: String, admin_key: String, now: Now) -> Self {
+        Self { base, admin_key, http: reqwest::Client::new(), now }
     }
 
     /// What the challenge window shows for a purchase.
@@ -90,6 +162,14 @@ impl TestServer {
         let resp = self.http.get(self.url(&format!("/v1/window/{acs}"))).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         resp.json().await.unwrap()
+    }
+
+    /// The page's long-poll for the window a page belongs to: answers
+    /// when its screen is no longer `seen`.
+    pub async fn poll_window(&self, page: &str, seen: &str) -> (StatusCode, Value) {
+        let (session, csrf) = (hidden(page, "session"), hidden(page, "csrf"));
+        let fields = [("session", session.as_str()), ("csrf", csrf.as_str()), ("seen", seen)];
+        send(self.http.post(self.url("/challenge/poll")).form(&fields)).await
     }
 
     /// A window action (`code`, `code/resend`, `code/verify`).
@@ -122,21 +202,6 @@ impl TestServer {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         panic!("no message {n} to {recipient}");
-    }
-
-    /// Stops the server and starts a new one on the same database and key.
-    pub async fn restart(&mut self) {
-        let config = self.app.config.clone();
-        self.server.take().unwrap().stop().await;
-        let (app, server, base) = launch(config, self.clock.clone()).await;
-        self.app = app;
-        self.base = base;
-        self.server = Some(server);
-    }
-
-    /// Where the metrics listener serves, when the test turned it on.
-    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
-        self.server.as_ref().and_then(|s| s.metrics_addr)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -211,21 +276,17 @@ impl TestServer {
     /// A new simulated phone (software key) using the server's clock.
     pub fn phone(&self) -> Phone {
         let key = Arc::new(SoftwareKey::generate());
-        let clock = self.clock.clone();
-        let (base, signer) = (self.base.clone(), key.clone());
+        let (base, signer, now) = (self.base.clone(), key.clone(), self.now.clone());
         // The blocking client owns a runtime of its own: make and drop it
         // outside the test's runtime.
-        let client = std::thread::spawn(move || {
-            DeviceClient::new(&base, signer, None).unwrap().with_clock(Arc::new(move || clock.now_ms()))
-        })
-        .join()
-        .unwrap();
-        Phone { client: Arc::new(OffRuntime(Some(client))), key, base: self.base.clone(), clock: self.clock.clone() }
+        let client =
+            std::thread::spawn(move || DeviceClient::new(&base, signer, None).unwrap().with_clock(now)).join().unwrap();
+        Phone { client: Arc::new(OffRuntime(Some(client))), key, base: self.base.clone(), now: self.now.clone() }
     }
 
     /// The server clock's time (ms), which the phones share.
     pub fn now(&self) -> i64 {
-        self.clock.now_ms()
+        self.now.now_ms()
     }
 
     /// The pushes the outbox recorded for one device, newest first.
@@ -268,6 +329,25 @@ async fn launch(mut config: Config, clock: ManualClock) -> (App, RunningServer, 
     (app, server, base)
 }
 
+/// A CReq for the purchase an ARes answered, base64url as a 3DS server
+/// posts it.
+pub fn creq(ares: &Value, size: &str) -> String {
+    use base64::Engine;
+    let json = json!({
+        "messageType": "CReq", "messageVersion": "2.2.0",
+        "threeDSServerTransID": ares["threeDSServerTransID"], "acsTransID": ares["acsTransID"],
+        "challengeWindowSize": size,
+    });
+    base64::engine::general_purpose::URL_SAFE.encode(json.to_string())
+}
+
+/// The value of the hidden field `name` in a page.
+pub fn hidden(page: &str, name: &str) -> String {
+    let at = page.find(&format!("name=\"{name}\" value=\"")).unwrap_or_else(|| panic!("no {name} in {page}"));
+    let rest = &page[at + name.len() + 15..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
 /// A phone: the core client (blocking, so run off the async workers) and
 /// its key, for the tests that forge requests by hand.
 #[derive(Clone)]
@@ -275,7 +355,7 @@ pub struct Phone {
     client: Arc<OffRuntime>,
     pub key: Arc<SoftwareKey>,
     pub base: String,
-    clock: ManualClock,
+    now: Now,
 }
 
 /// Drops the blocking client on a plain thread.
@@ -314,15 +394,13 @@ impl Phone {
     /// The same phone (key and device id) talking to a server at `base`,
     /// as after a restart on another port.
     pub fn reconnect(&self, base: &str) -> Phone {
-        let (base, key, clock) = (base.to_owned(), self.key.clone(), self.clock.clone());
+        let (base, key, now) = (base.to_owned(), self.key.clone(), self.now.clone());
         let device_id = self.device_id();
-        let (b, signer, c) = (base.clone(), key.clone(), clock.clone());
-        let client = std::thread::spawn(move || {
-            DeviceClient::new(&b, signer, Some(device_id)).unwrap().with_clock(Arc::new(move || c.now_ms()))
-        })
-        .join()
-        .unwrap();
-        Phone { client: Arc::new(OffRuntime(Some(client))), key, base, clock }
+        let (b, signer, n) = (base.clone(), key.clone(), now.clone());
+        let client = std::thread::spawn(move || DeviceClient::new(&b, signer, Some(device_id)).unwrap().with_clock(n))
+            .join()
+            .unwrap();
+        Phone { client: Arc::new(OffRuntime(Some(client))), key, base, now }
     }
 
     pub fn device_id(&self) -> String {

@@ -7,10 +7,9 @@
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use base64::Engine;
 use countersign_core::protocol::Decision;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::support::*;
@@ -19,15 +18,6 @@ const CREQ_TIMEOUT_SECS: u64 = 30;
 
 async fn server() -> TestServer {
     TestServer::start_with(|c| c.window.creq_timeout_secs = CREQ_TIMEOUT_SECS).await
-}
-
-fn creq(ares: &Value, size: &str) -> String {
-    let json = json!({
-        "messageType": "CReq", "messageVersion": "2.2.0",
-        "threeDSServerTransID": ares["threeDSServerTransID"], "acsTransID": ares["acsTransID"],
-        "challengeWindowSize": size,
-    });
-    base64::engine::general_purpose::URL_SAFE.encode(json.to_string())
 }
 
 async fn post_creq(s: &TestServer, creq: &str) -> (StatusCode, String, reqwest::header::HeaderMap) {
@@ -92,6 +82,34 @@ async fn an_idle_window_ends_n14_and_a_creq_opens_only_once() {
     assert_eq!(receiver.wait_for(1).await[0]["challengeCancel"], "04");
 }
 
+/// The page's long-poll answers with the final screen once the phone
+/// decides, without waiting out its interval.
+#[tokio::test]
+async fn a_waiting_window_hears_the_phone_decide() {
+    let s = server().await;
+    let shop = s.create_requestor("shop-1").await;
+    let (_, phone) = s.card_with_phone(PAN).await;
+    let receiver = CallbackReceiver::start(0).await;
+    let (_, ares) = s.areq(&shop, &areq("shop-1", PAN, 6_000, &receiver.url)).await;
+    let (status, page, _) = post_creq(&s, &creq(&ares, "05")).await;
+    assert!(status == StatusCode::OK && page.contains("data-screen=\"waiting\""), "{page}");
+    let window = async {
+        let answer = s.poll_window(&page, "waiting").await;
+        (answer, std::time::Instant::now())
+    };
+    let decision = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let view = phone.call(|c| c.pending_challenges()).await.unwrap().challenges.remove(0);
+        phone.call(move |c| c.decide(&view, Decision::Approve, None)).await.unwrap();
+        std::time::Instant::now()
+    };
+    let (((status, answer), answered), decided) = tokio::join!(window, decision);
+    assert_eq!((status, answer["screen"].as_str()), (StatusCode::OK, Some("success")), "{answer}");
+    eprintln!("the window heard {:?} after the decision", answered.saturating_duration_since(decided));
+    // A poll that saw an older screen answers at once.
+    assert_eq!(s.poll_window(&page, "waiting").await.1["screen"], "success");
+}
+
 #[tokio::test]
 async fn a_forged_or_foreign_session_acts_on_nothing() {
     let s = server().await;
@@ -106,13 +124,6 @@ async fn a_forged_or_foreign_session_acts_on_nothing() {
     let bad = s.http.post(s.url("/challenge")).form(&[("creq", "not base64!")]).send().await.unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     assert!(bad.text().await.unwrap().contains("<html"), "people get a page, not JSON");
-}
-
-/// The value of the hidden field `name` in a page.
-fn hidden(page: &str, name: &str) -> String {
-    let at = page.find(&format!("name=\"{name}\" value=\"")).unwrap_or_else(|| panic!("no {name} in {page}"));
-    let rest = &page[at + name.len() + 15..];
-    rest[..rest.find('"').unwrap()].to_owned()
 }
 
 async fn act(s: &TestServer, page: &str, action: &str) -> (StatusCode, String) {

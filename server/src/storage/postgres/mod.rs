@@ -13,31 +13,51 @@
 //! - where a decision depends on another table (a challenge's code), the
 //!   parent row is locked first and the other table read after.
 
+mod listener;
 mod migrations;
 mod pool;
+mod tls;
+
+use std::path::Path;
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Pool};
+use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, ToSql};
-use tokio_postgres::{Config, NoTls, Row};
 
-use self::pool::{classify, conflict_as, pool_error};
+use self::pool::{Target, classify, conflict_as, pool_error};
 use super::*;
 
 pub use migrations::latest_version;
 
 pub struct PostgresStorage {
     pool: Pool,
+    events: Arc<ChallengeEvents>,
+    /// Stops the challenge listener when the storage goes.
+    _listener: tokio::sync::watch::Sender<()>,
 }
 
 impl PostgresStorage {
-    /// Applies migrations (connecting now, so a wrong URL or an unreachable
-    /// database is reported at start) and prepares a pool of up to
-    /// `connections` connections, opened as needed.
-    pub fn open(url: &str, connections: usize, now_ms: i64) -> StorageResult<Self> {
-        let config = pool::config(url)?;
-        run_migrations(config.clone(), now_ms)?;
-        Ok(Self { pool: pool::build(config, connections)? })
+    /// Applies migrations (connecting now, so a wrong URL, an unreachable
+    /// database or a certificate that does not verify is reported at
+    /// start) and prepares a pool of up to `connections` connections,
+    /// opened as needed. `ca_file` is `database.ca_file`, for TLS.
+    pub fn open(url: &str, ca_file: Option<&Path>, connections: usize, now_ms: i64) -> StorageResult<Self> {
+        let target = Target::new(url, ca_file)?;
+        run_migrations(target.clone(), now_ms)?;
+        let (listener, stopped) = tokio::sync::watch::channel(());
+        let events = Arc::new_cyclic(|events: &Weak<ChallengeEvents>| {
+            let (events, target) = (events.clone(), target.clone());
+            // Only a node whose windows wait listens, from the runtime they
+            // wait in.
+            ChallengeEvents::listening(move || {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(listener::run(target, events, stopped));
+                }
+            })
+        });
+        Ok(Self { pool: pool::build(target, connections)?, events, _listener: listener })
     }
 
     async fn conn(&self) -> StorageResult<deadpool_postgres::Object> {
@@ -80,14 +100,14 @@ impl PostgresStorage {
 /// Applies migrations on a thread of its own: `open` is synchronous (as
 /// `App::open` is) and is called from inside the async runtime, which
 /// cannot block on a future of its own.
-fn run_migrations(config: Config, now_ms: i64) -> StorageResult<usize> {
+fn run_migrations(target: Target, now_ms: i64) -> StorageResult<usize> {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| StorageError::Unavailable(format!("migration runtime: {e}")))?;
         runtime.block_on(async {
-            let (mut client, connection) = config.connect(NoTls).await.map_err(classify)?;
+            let (mut client, connection) = target.config.connect(target.tls).await.map_err(classify)?;
             let connection = tokio::spawn(connection);
             let applied = migrations::migrate(&mut client, now_ms).await.map_err(classify);
             drop(client);
@@ -126,6 +146,12 @@ async fn insert(
     let statement = c.prepare_cached(sql).await.map_err(classify)?;
     c.execute(&statement, params).await.map_err(conflict_as(what))?;
     Ok(())
+}
+
+/// Tells every node's waiters that the challenge changed, once (and if)
+/// the transaction commits.
+async fn announce(tx: &impl GenericClient, challenge_id: &str) -> StorageResult<()> {
+    execute(tx, "SELECT pg_notify($1, $2)", &[&listener::CHANNEL, &challenge_id]).await.map(|_| ())
 }
 
 async fn begin(c: &mut deadpool_postgres::Object) -> StorageResult<deadpool_postgres::Transaction<'_>> {
@@ -346,6 +372,10 @@ async fn insert_audit(c: &impl GenericClient, e: &AuditEvent) -> StorageResult<(
 impl Storage for PostgresStorage {
     async fn ping(&self) -> StorageResult<()> {
         self.execute("SELECT 1", &[]).await.map(|_| ())
+    }
+
+    fn challenge_events(&self) -> &ChallengeEvents {
+        &self.events
     }
 
     async fn create_requestor(&self, r: &Requestor, api_key_hash: &[u8], now: i64) -> StorageResult<()> {
@@ -763,6 +793,7 @@ impl Storage for PostgresStorage {
         .await?;
         let Some(row) = ended else { return Ok(false) };
         let acs_trans_id: String = get(&row, 0)?;
+        announce(&tx, &end.challenge_id).await?;
         execute(
             &tx,
             "UPDATE authentications SET trans_status = $2, trans_status_reason = $3, authentication_value = $4, \
@@ -1004,6 +1035,7 @@ impl Storage for PostgresStorage {
         .await?;
         insert_deliveries(&tx, &code.challenge_id, 0, code.created_at, &new.deliveries).await?;
         insert_audit(&tx, &new.audit).await?;
+        announce(&tx, &code.challenge_id).await?;
         commit(tx).await?;
         Ok(true)
     }

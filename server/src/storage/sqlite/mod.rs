@@ -16,6 +16,8 @@ pub use migrations::latest_version;
 
 pub struct SqliteStorage {
     pool: Pool,
+    /// One node: the changes it announces are all there are.
+    events: ChallengeEvents,
 }
 
 /// How SQLite syncs to disk. `Full` survives power loss at the cost of an
@@ -36,7 +38,7 @@ impl SqliteStorage {
             Synchronous::Full => "FULL",
         };
         let pool = Pool::open(path, connections.max(1), sync)?;
-        let storage = Self { pool };
+        let storage = Self { pool, events: ChallengeEvents::in_process() };
         let mut conn = Connection::open(path).map_err(unavailable)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
         migrations::migrate(&mut conn, now_ms).map_err(unavailable)?;
@@ -268,6 +270,10 @@ fn insert_audit(conn: &Connection, e: &AuditEvent) -> rusqlite::Result<()> {
 impl Storage for SqliteStorage {
     async fn ping(&self) -> StorageResult<()> {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
+    }
+
+    fn challenge_events(&self) -> &ChallengeEvents {
+        &self.events
     }
 
     async fn create_requestor(&self, r: &Requestor, api_key_hash: &[u8], now: i64) -> StorageResult<()> {
@@ -683,8 +689,9 @@ impl Storage for SqliteStorage {
     }
 
     async fn end_challenge(&self, end: &ChallengeEnd) -> StorageResult<bool> {
+        let challenge_id = end.challenge_id.clone();
         let end = end.clone();
-        self.write(move |tx| {
+        let ended = self.write(move |tx| {
             let acs_trans_id: Option<String> = tx
                 .prepare_cached(
                     "UPDATE challenges SET state = ?2, decided_at = ?3, decided_by_device = ?4, outcome_reason = ?5 \
@@ -719,7 +726,11 @@ impl Storage for SqliteStorage {
             insert_audit(tx, &end.audit)?;
             Ok(true)
         })
-        .await
+        .await?;
+        if ended {
+            self.events.changed(&challenge_id);
+        }
+        Ok(ended)
     }
 
     async fn expired_challenges(&self, now: i64, limit: u32) -> StorageResult<Vec<Challenge>> {
@@ -888,8 +899,9 @@ impl Storage for SqliteStorage {
     }
 
     async fn start_code(&self, new: &NewCode) -> StorageResult<bool> {
+        let challenge_id = new.code.challenge_id.clone();
         let new = new.clone();
-        self.write(move |tx| {
+        let started = self.write(move |tx| {
             let c = &new.code;
             let moved = tx
                 .prepare_cached(
@@ -910,7 +922,11 @@ impl Storage for SqliteStorage {
             insert_audit(tx, &new.audit)?;
             Ok(true)
         })
-        .await
+        .await?;
+        if started {
+            self.events.changed(&challenge_id);
+        }
+        Ok(started)
     }
 
     async fn one_time_code(&self, challenge_id: &str) -> StorageResult<Option<OneTimeCode>> {
