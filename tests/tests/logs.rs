@@ -26,13 +26,6 @@ use support::*;
 /// outbox *is* the email/SMS channel, so each message carries its code.
 const DELIVERY_CHANNEL_TABLE: &str = "message_outbox";
 
-/// KNOWN GAP (issue 9): `requestors.callback_secret` holds the secret in
-/// the clear, because the server must MAC result callbacks with it. The fix
-/// is to store a random seed and derive the secret from it under a
-/// master-key-derived key; until then this test pins the gap (it fails once
-/// the secret is gone from the table, so the exception cannot outlive it).
-const KNOWN_GAP_IN_DATABASE: &str = "callback secret";
-
 const EMAIL: &str = "hanako@example.jp";
 const PHONE: &str = "+819098765432";
 const SECURITY_ANSWER: &str = "Kumamoto-Aso-1987";
@@ -258,13 +251,6 @@ async fn no_secret_reaches_the_logs_or_the_database() {
 
     for secret in &secrets {
         assert!(!leaks(&captured, secret), "a {} ({}) is in the logs", secret.what, secret.value);
-        if secret.what == KNOWN_GAP_IN_DATABASE {
-            assert!(
-                leaks(&dump, secret),
-                "the callback secret no longer stored in the clear: drop KNOWN_GAP_IN_DATABASE"
-            );
-            continue;
-        }
         assert!(!leaks(&dump, secret), "a {} ({}) is in the database", secret.what, secret.value);
     }
 }

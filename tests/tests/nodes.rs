@@ -93,8 +93,8 @@ async fn settle() {
 }
 
 async fn ended_lines(node: &TestServer, acs: &str) -> usize {
-    let filter = AuditFilter { acs_trans_id: Some(acs.into()), card_id: None, limit: 100 };
-    node.app.storage.audit_events(&filter).await.unwrap().iter().filter(|e| e.kind == "challenge.ended").count()
+    let filter = AuditFilter { acs_trans_id: Some(acs.into()), limit: 100, ..AuditFilter::default() };
+    node.app.storage.audit_events(&filter).await.unwrap().iter().filter(|r| r.event.kind == "challenge.ended").count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,88 +1,234 @@
-//! The operator API (Bearer operator key). The same flows back the CLI.
+//! The operator API (Bearer operator key). Each handler's first extractor
+//! says who may call it: [`AdminAuth`] (admins only; a support key gets 403
+//! `forbidden`) or [`OperatorAuth`] (support too: reading cards, devices
+//! and the audit trail, unblocking). The flows in `flows::admin` do the
+//! work — and the auditing — for the CLI too.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::extract::{self, OperatorAuth};
+use super::extract::{self, AdminAuth, OperatorAuth, Query};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::flows::admin::{
-    self as flows, CardView, Contacts, CreatedEnrolmentCode, CreatedRequestor, NewCardRequest, NewRequestorRequest,
+    self as flows, AuditPage, AuditQuery, CardLanguage, CardView, Contacts, CreatedEnrolmentCode, CreatedOperator,
+    CreatedRequestor, DeviceSummary, ImportReport, ImportRequest, NewCardRequest, NewOperatorRequest,
+    NewRequestorRequest, OperatorView, RequestorView, RevokedDevice, RotatedApiKey, RotatedCallbackSecret,
 };
-use crate::flows::authentication_value::{self, VerifyRequest, VerifyResponse};
-use crate::storage::{AuditEvent, AuditFilter, OutboxMessage, OutboxPush};
+use crate::flows::authentication_value::{VerifyRequest, VerifyResponse};
+use crate::storage::{Credential, OutboxMessage, OutboxPush};
+use crate::window::security::{NewQuestions, QuestionsView};
+
+type Created<T> = (StatusCode, Json<T>);
+
+// ---- operators (admin) ----------------------------------------------------
+
+pub async fn create_operator(
+    State(app): State<App>,
+    AdminAuth(op): AdminAuth,
+    extract::Json(req): extract::Json<NewOperatorRequest>,
+) -> Result<Created<CreatedOperator>, ApiError> {
+    Ok((StatusCode::CREATED, Json(flows::create_operator(&app, &req.name, req.role, &op.actor()).await?)))
+}
+
+pub async fn operators(State(app): State<App>, AdminAuth(op): AdminAuth) -> Result<Json<Vec<OperatorView>>, ApiError> {
+    Ok(Json(flows::operators(&app, &op.actor()).await?))
+}
+
+pub async fn revoke_operator(
+    State(app): State<App>,
+    AdminAuth(op): AdminAuth,
+    Path(operator_id): Path<String>,
+) -> Result<Json<OperatorView>, ApiError> {
+    Ok(Json(flows::revoke_operator(&app, &operator_id, &op.actor()).await?))
+}
+
+// ---- requestors (admin) ---------------------------------------------------
 
 pub async fn create_requestor(
     State(app): State<App>,
-    op: OperatorAuth,
+    AdminAuth(op): AdminAuth,
     extract::Json(req): extract::Json<NewRequestorRequest>,
-) -> Result<(StatusCode, Json<CreatedRequestor>), ApiError> {
-    op.require_admin()?;
+) -> Result<Created<CreatedRequestor>, ApiError> {
     Ok((StatusCode::CREATED, Json(flows::create_requestor(&app, req, &op.actor()).await?)))
 }
 
+pub async fn requestors(
+    State(app): State<App>,
+    AdminAuth(op): AdminAuth,
+) -> Result<Json<Vec<RequestorView>>, ApiError> {
+    Ok(Json(flows::requestors(&app, &op.actor()).await?))
+}
+
+pub async fn requestor(
+    State(app): State<App>,
+    AdminAuth(op): AdminAuth,
+    Path(requestor_id): Path<String>,
+) -> Result<Json<RequestorView>, ApiError> {
+    Ok(Json(flows::requestor(&app, &requestor_id, &op.actor()).await?))
+}
+
+pub async fn rotate_api_key(
+    State(app): State<App>,
+    AdminAuth(op): AdminAuth,
+    Path(requestor_id): Path<String>,
+) -> Result<Json<RotatedApiKey>, ApiError> {
+    Ok(Json(flows::rotate_api_key(&app, &requestor_id, &op.actor()).await?))
+}
+
+pub async fn revoke_previous_api_key(
+    State(app): State<App>,
+    AdminAuth(op): AdminAuth,
+    Path(requestor_id): Path<String>,
+) -> Result<Json<RequestorView>, ApiError> {
+    Ok(Json(flows::revoke_previous(&app, &requestor_id, Credential::ApiKey, &op.actor()).await?))
+}
+
+pub async fn rotate_callback_secret(
+    State(app): State<App>,
+    AdminAuth(op): AdminAuth,
+    Path(requestor_id): Path<String>,
+) -> Result<Json<RotatedCallbackSecret>, ApiError> {
+    Ok(Json(flows::rotate_callback_secret(&app, &requestor_id, &op.actor()).await?))
+}
+
+pub async fn revoke_previous_callback_secret(
+    State(app): State<App>,
+    AdminAuth(op): AdminAuth,
+    Path(requestor_id): Path<String>,
+) -> Result<Json<RequestorView>, ApiError> {
+    Ok(Json(flows::revoke_previous(&app, &requestor_id, Credential::CallbackSecret, &op.actor()).await?))
+}
+
+// ---- cards ----------------------------------------------------------------
+
 pub async fn create_card(
     State(app): State<App>,
-    op: OperatorAuth,
+    AdminAuth(op): AdminAuth,
     extract::Json(req): extract::Json<NewCardRequest>,
-) -> Result<(StatusCode, Json<CardView>), ApiError> {
-    op.require_admin()?;
+) -> Result<Created<CardView>, ApiError> {
     Ok((StatusCode::CREATED, Json(flows::create_card(&app, req, &op.actor()).await?)))
 }
 
+/// Up to 500 cards; each row succeeds or fails on its own.
+pub async fn import_cards(
+    State(app): State<App>,
+    AdminAuth(op): AdminAuth,
+    extract::Json(req): extract::Json<ImportRequest>,
+) -> Result<Json<ImportReport>, ApiError> {
+    Ok(Json(flows::import_cards(&app, flows::batch_rows(req), &op.actor()).await?))
+}
+
+/// A card, masked (support too).
 pub async fn card(
     State(app): State<App>,
-    _op: OperatorAuth,
+    OperatorAuth(op): OperatorAuth,
     Path(card_id): Path<String>,
 ) -> Result<Json<CardView>, ApiError> {
-    Ok(Json(flows::card(&app, &card_id).await?))
+    Ok(Json(flows::show_card(&app, &card_id, &op.actor()).await?))
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeviceSummary {
-    device_id: String,
-    platform: String,
-    display_name: String,
-    notifications_enabled: bool,
-    has_push_token: bool,
-    created_at: i64,
-}
-
-pub async fn card_devices(
+pub async fn set_language(
     State(app): State<App>,
-    _op: OperatorAuth,
+    AdminAuth(op): AdminAuth,
     Path(card_id): Path<String>,
-) -> Result<Json<Vec<DeviceSummary>>, ApiError> {
-    let devices = app.storage.card_devices(&card_id).await?;
-    Ok(Json(
-        devices
-            .into_iter()
-            .map(|d| DeviceSummary {
-                device_id: d.id,
-                platform: d.platform,
-                display_name: d.display_name,
-                notifications_enabled: d.notifications_enabled,
-                has_push_token: d.push_token.is_some(),
-                created_at: d.created_at,
-            })
-            .collect(),
-    ))
+    extract::Json(req): extract::Json<CardLanguage>,
+) -> Result<Json<CardView>, ApiError> {
+    Ok(Json(flows::set_language(&app, &card_id, req, &op.actor()).await?))
+}
+
+/// Replaces the card's email and phone (this card only: other cards on the
+/// same account keep theirs).
+pub async fn set_contacts(
+    State(app): State<App>,
+    AdminAuth(op): AdminAuth,
+    Path(card_id): Path<String>,
+    extract::Json(contacts): extract::Json<Contacts>,
+) -> Result<Json<CardView>, ApiError> {
+    Ok(Json(flows::set_contacts(&app, &card_id, contacts, &op.actor()).await?))
+}
+
+/// Lifts a block after too many wrong codes (support too).
+pub async fn unblock_card(
+    State(app): State<App>,
+    OperatorAuth(op): OperatorAuth,
+    Path(card_id): Path<String>,
+) -> Result<Json<CardView>, ApiError> {
+    Ok(Json(flows::unblock_card(&app, &card_id, &op.actor()).await?))
+}
+
+/// Replaces a card's security questions and answers (answers are stored
+/// only as keyed hashes, never shown again).
+pub async fn set_security_questions(
+    State(app): State<App>,
+    AdminAuth(op): AdminAuth,
+    Path(card_id): Path<String>,
+    extract::Json(questions): extract::Json<NewQuestions>,
+) -> Result<Json<QuestionsView>, ApiError> {
+    Ok(Json(flows::set_security_questions(&app, &card_id, questions, &op.actor()).await?))
+}
+
+/// A card's security questions, without answers (support too).
+pub async fn security_questions(
+    State(app): State<App>,
+    OperatorAuth(op): OperatorAuth,
+    Path(card_id): Path<String>,
+) -> Result<Json<QuestionsView>, ApiError> {
+    Ok(Json(flows::security_questions(&app, &card_id, &op.actor()).await?))
 }
 
 pub async fn create_enrolment_code(
     State(app): State<App>,
-    op: OperatorAuth,
+    AdminAuth(op): AdminAuth,
     Path(card_id): Path<String>,
-) -> Result<(StatusCode, Json<CreatedEnrolmentCode>), ApiError> {
-    op.require_admin()?;
+) -> Result<Created<CreatedEnrolmentCode>, ApiError> {
     Ok((StatusCode::CREATED, Json(flows::create_enrolment_code(&app, &card_id, &op.actor()).await?)))
 }
 
+// ---- devices --------------------------------------------------------------
+
+/// A card's enrolled devices (support too).
+pub async fn card_devices(
+    State(app): State<App>,
+    OperatorAuth(op): OperatorAuth,
+    Path(card_id): Path<String>,
+) -> Result<Json<Vec<DeviceSummary>>, ApiError> {
+    Ok(Json(flows::card_devices(&app, &card_id, &op.actor()).await?))
+}
+
+pub async fn revoke_device(
+    State(app): State<App>,
+    AdminAuth(op): AdminAuth,
+    Path(device_id): Path<String>,
+) -> Result<Json<RevokedDevice>, ApiError> {
+    Ok(Json(flows::revoke_device(&app, &device_id, &op.actor()).await?))
+}
+
+// ---- audit, verification, outboxes -----------------------------------------
+
+/// Audit lines matching the query, a page at a time (support too).
+pub async fn audit(
+    State(app): State<App>,
+    OperatorAuth(op): OperatorAuth,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
+    Ok(Json(flows::search_audit(&app, q, &op.actor()).await?))
+}
+
+/// The issuer's authorisation system checks a `Y` before authorising: it
+/// reveals a yes or no only, so a support key (least privilege) may ask.
+pub async fn verify_authentication_value(
+    State(app): State<App>,
+    OperatorAuth(op): OperatorAuth,
+    extract::Json(req): extract::Json<VerifyRequest>,
+) -> Result<Json<VerifyResponse>, ApiError> {
+    Ok(Json(flows::check_authentication_value(&app, &req, &op.actor()).await?))
+}
+
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PushQuery {
     device_id: Option<String>,
     limit: Option<u32>,
@@ -91,61 +237,14 @@ pub struct PushQuery {
 /// The default notifier's outbox: what would have been pushed.
 pub async fn pushes(
     State(app): State<App>,
-    _op: OperatorAuth,
+    AdminAuth(op): AdminAuth,
     Query(q): Query<PushQuery>,
 ) -> Result<Json<Vec<OutboxPush>>, ApiError> {
-    Ok(Json(app.storage.outbox_pushes(q.device_id.as_deref(), q.limit.unwrap_or(50).min(500)).await?))
+    Ok(Json(flows::pushes(&app, q.device_id.as_deref(), q.limit.unwrap_or(50), &op.actor()).await?))
 }
 
 #[derive(Debug, Deserialize)]
-pub struct AuditQuery {
-    #[serde(rename = "cardId")]
-    card_id: Option<String>,
-    #[serde(rename = "acsTransID")]
-    acs_trans_id: Option<String>,
-    limit: Option<u32>,
-}
-
-pub async fn audit(
-    State(app): State<App>,
-    _op: OperatorAuth,
-    Query(q): Query<AuditQuery>,
-) -> Result<Json<Vec<AuditEvent>>, ApiError> {
-    let filter =
-        AuditFilter { card_id: q.card_id, acs_trans_id: q.acs_trans_id, limit: q.limit.unwrap_or(100).min(1000) };
-    Ok(Json(app.storage.audit_events(&filter).await?))
-}
-
-pub async fn verify_authentication_value(
-    State(app): State<App>,
-    _op: OperatorAuth,
-    extract::Json(req): extract::Json<VerifyRequest>,
-) -> Result<Json<VerifyResponse>, ApiError> {
-    Ok(Json(authentication_value::verify(&app, &req).await?))
-}
-
-/// Replaces the card's email and phone (this card only: other cards on the
-/// same account keep theirs).
-pub async fn set_contacts(
-    State(app): State<App>,
-    op: OperatorAuth,
-    Path(card_id): Path<String>,
-    extract::Json(contacts): extract::Json<Contacts>,
-) -> Result<Json<CardView>, ApiError> {
-    op.require_admin()?;
-    Ok(Json(flows::set_contacts(&app, &card_id, contacts, &op.actor()).await?))
-}
-
-/// Lifts a block after too many wrong codes (support or admin).
-pub async fn unblock_card(
-    State(app): State<App>,
-    op: OperatorAuth,
-    Path(card_id): Path<String>,
-) -> Result<Json<CardView>, ApiError> {
-    Ok(Json(flows::unblock_card(&app, &card_id, &op.actor()).await?))
-}
-
-#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MessageQuery {
     limit: Option<u32>,
 }
@@ -153,33 +252,8 @@ pub struct MessageQuery {
 /// The development message outbox: only while a channel delivers to it.
 pub async fn messages(
     State(app): State<App>,
-    op: OperatorAuth,
+    AdminAuth(op): AdminAuth,
     Query(q): Query<MessageQuery>,
 ) -> Result<Json<Vec<OutboxMessage>>, ApiError> {
-    op.require_admin()?;
-    if !app.uses_message_outbox() {
-        return Err(ApiError::not_found("message outbox (no channel delivers to it)"));
-    }
-    Ok(Json(app.storage.outbox_messages(q.limit.unwrap_or(50).min(500)).await?))
-}
-
-/// Replaces a card's security questions and answers (answers are stored
-/// only as keyed hashes, never shown again).
-pub async fn set_security_questions(
-    State(app): State<App>,
-    op: OperatorAuth,
-    Path(card_id): Path<String>,
-    extract::Json(questions): extract::Json<crate::window::security::NewQuestions>,
-) -> Result<Json<crate::window::security::QuestionsView>, ApiError> {
-    op.require_admin()?;
-    Ok(Json(crate::window::security::provision(&app, &card_id, questions, &op.actor()).await?))
-}
-
-/// A card's security questions, without answers.
-pub async fn security_questions(
-    State(app): State<App>,
-    _op: OperatorAuth,
-    Path(card_id): Path<String>,
-) -> Result<Json<crate::window::security::QuestionsView>, ApiError> {
-    Ok(Json(crate::window::security::show(&app, &card_id).await?))
+    Ok(Json(flows::messages(&app, q.limit.unwrap_or(50), &op.actor()).await?))
 }
