@@ -50,25 +50,6 @@ impl Captured {
     }
 }
 
-/// A secret and how to look for it: digits must stand alone (not inside a
-/// longer number such as a timestamp), anything else as a plain substring.
-struct Secret {
-    what: &'static str,
-    value: String,
-}
-
-fn leaks(text: &str, secret: &Secret) -> bool {
-    let value = secret.value.as_str();
-    if !value.bytes().all(|b| b.is_ascii_digit()) {
-        return text.contains(value);
-    }
-    text.match_indices(value).any(|(at, _)| {
-        let before = text[..at].chars().next_back().is_some_and(|c| c.is_ascii_digit());
-        let after = text[at + value.len()..].chars().next().is_some_and(|c| c.is_ascii_digit());
-        !before && !after
-    })
-}
-
 /// The 32-byte private scalar inside a P-256 PKCS#8 document
 /// (`ECPrivateKey`: version 1, then an OCTET STRING of 32 bytes).
 fn private_scalar(pkcs8: &[u8]) -> Vec<u8> {

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod admin;
 mod authentication;
 mod callbacks;
 mod challenges;

@@ -1,8 +1,8 @@
 //! Searching the audit trail: by card, purchase, device, actor, kind,
 //! outcome and time, in the order lines were appended, a page at a time.
-//! A page ends with an opaque cursor for the next; since lines are only
-//! ever appended, following cursors never skips or repeats one, and the
-//! last page's cursor later yields whatever was appended since.
+//! A page that is not the last ends with an opaque cursor for the next;
+//! since lines are only ever appended, following cursors never skips or
+//! repeats one.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -54,8 +54,12 @@ pub async fn search_audit(app: &App, q: AuditQuery, actor: &str) -> Result<Audit
         return Err(ApiError::bad_request(format!("limit: 1 to {MAX_AUDIT_PAGE}")));
     }
     let after_id = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    // The search is audited with its filters (ids and times, no secret).
     let mut audit = action(app, "audit.searched", actor);
     audit.detail = serde_json::to_value(AuditQuery { cursor: None, ..q.clone() }).expect("plain data serialises");
+    if let Some(filters) = audit.detail.as_object_mut() {
+        filters.retain(|_, v| !v.is_null());
+    }
     let filter = AuditFilter {
         card_id: q.card_id,
         acs_trans_id: q.acs_trans_id,
