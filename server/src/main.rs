@@ -488,11 +488,14 @@ fn rfc3339(ms: i64) -> String {
 async fn serve(app: App) -> anyhow::Result<()> {
     let listen = app.config.server.listen;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    // Listen for signals before serving: a stop asked for as soon as the
+    // server answers must not meet the default handler (which kills).
+    let stop_signal = shutdown_signal()?;
     let server = countersign_server::start(app.clone(), listener)?;
     tracing::info!(addr = %server.addr, public_url = %app.config.public_url(), "countersign is serving");
     let stopper = server.stopper();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        stop_signal.await;
         tracing::info!("shutting down");
         let _ = stopper.send(true);
     });
@@ -502,19 +505,24 @@ async fn serve(app: App) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+/// Registers for SIGINT and SIGTERM now; the future resolves on either.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut interrupt, mut terminate) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
+    Ok(async move {
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 /// Readable logs in a terminal, JSON otherwise (`RUST_LOG` filters).

@@ -207,15 +207,13 @@ fn migrate_seals_a_callback_secret_stored_in_the_clear() {
     stdout(&countersign(d, &["requestor", "create", "--id", "shop-1", "--name", "Shop"], None));
     let db = rusqlite::Connection::open(d.join("db.sqlite")).unwrap();
     let clear = "a-secret-from-an-older-version";
-    db.execute("UPDATE requestors SET legacy_callback_secret = ?1, callback_secret_sealed = NULL", [clear]).unwrap();
+    db.execute("UPDATE requestors SET callback_secret = ?1, callback_secret_sealed = NULL", [clear]).unwrap();
     let out = stdout(&countersign(d, &["migrate"], None));
     assert!(out.contains("sealed 1 callback secret(s)"), "{out}");
-    let (legacy, sealed): (Option<String>, Vec<u8>) = db
-        .query_row("SELECT legacy_callback_secret, callback_secret_sealed FROM requestors", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+    let (clear_column, sealed): (String, Vec<u8>) = db
+        .query_row("SELECT callback_secret, callback_secret_sealed FROM requestors", [], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap();
-    assert_eq!(legacy, None);
+    assert_eq!(clear_column, "");
     assert!(!String::from_utf8_lossy(&sealed).contains(clear));
     assert!(!stdout(&countersign(d, &["migrate"], None)).contains("sealed"), "once");
 }

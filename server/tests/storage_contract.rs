@@ -1503,7 +1503,9 @@ contract!(
 
 /// What an older build left — a requestor whose callback secret was kept in
 /// the clear, an operator from before revocation — reads back whole after
-/// the upgrade, and the clear secret is gone once sealed.
+/// the upgrade, and the clear secret is gone once sealed. (Each backend's
+/// test then plays a node of the older build, still running during a
+/// rolling upgrade: its statements keep working against the new schema.)
 async fn an_older_database_upgrades_whole(s: &dyn Storage) {
     let r = s.requestor_by_key(b"key-old", NOW).await.unwrap().expect("the requestor, by its old key");
     assert_eq!((r.id.as_str(), r.callback_secret.clone()), ("shop-old", StoredSecret::Legacy("clear-secret".into())));
@@ -1532,9 +1534,23 @@ fn an_older_sqlite_database_upgrades_whole() {
         rusqlite::params![b"op-key-old".to_vec(), NOW],
     )
     .unwrap();
-    drop(old);
     let s = SqliteStorage::open(&path, 2, Synchronous::Normal, NOW).unwrap();
-    tokio::runtime::Runtime::new().unwrap().block_on(an_older_database_upgrades_whole(&s));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(an_older_database_upgrades_whole(&s));
+    let found: String = old
+        .query_row("SELECT id, name, callback_secret FROM requestors WHERE api_key_hash = ?1", [b"key-old"], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(found, "shop-old");
+    old.execute(
+        "INSERT INTO requestors (id, name, api_key_hash, callback_secret, created_at) \
+         VALUES ('shop-new', 'New shop', ?1, 'another-secret', ?2)",
+        rusqlite::params![b"key-new".to_vec(), NOW],
+    )
+    .unwrap();
+    let added = runtime.block_on(s.requestor("shop-new")).unwrap().unwrap();
+    assert_eq!(added.callback_secret, StoredSecret::Legacy("another-secret".into()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1556,10 +1572,27 @@ async fn an_older_postgres_database_upgrades_whole() {
     )
     .await
     .unwrap();
-    drop(old);
-    let _ = connection.await;
     let s = PostgresStorage::open(&url, 2, NOW).unwrap();
     an_older_database_upgrades_whole(&s).await;
+    let found = old
+        .query_one(
+            "SELECT id, name, callback_secret FROM requestors WHERE api_key_hash = $1",
+            &[&b"key-old".as_slice()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.get::<_, String>(0), "shop-old");
+    old.execute(
+        "INSERT INTO requestors (id, name, api_key_hash, callback_secret, created_at) \
+         VALUES ('shop-new', 'New shop', $1, 'another-secret', $2)",
+        &[&b"key-new".as_slice(), &NOW],
+    )
+    .await
+    .unwrap();
+    let added = s.requestor("shop-new").await.unwrap().unwrap();
+    assert_eq!(added.callback_secret, StoredSecret::Legacy("another-secret".into()));
+    drop(old);
+    let _ = connection.await;
 }
 
 // ---- PostgreSQL only: what SQLite cannot have --------------------------------

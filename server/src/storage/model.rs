@@ -22,7 +22,7 @@ pub struct Requestor {
 /// A secret the server must use again (so cannot keep as a hash), as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoredSecret {
-    /// Sealed under a key derived from the master key (`secrets::Sealing`).
+    /// Sealed under a key derived from the master key (`Secrets::seal`).
     Sealed(Vec<u8>),
     /// In the clear, as versions before sealing stored it; sealed at the
     /// next start (`flows::admin::seal_legacy_callback_secrets`).
@@ -30,20 +30,22 @@ pub enum StoredSecret {
 }
 
 impl StoredSecret {
-    /// From its two columns (sealed, legacy clear); `None` if both are empty.
-    pub fn from_columns(sealed: Option<Vec<u8>>, legacy: Option<String>) -> Option<Self> {
-        match (sealed, legacy) {
-            (Some(sealed), _) => Some(Self::Sealed(sealed)),
-            (None, Some(legacy)) => Some(Self::Legacy(legacy)),
-            (None, None) => None,
+    /// From its two columns: the sealed secret, and the clear one (`''`
+    /// once sealed; the column stays so that nodes of the previous version
+    /// keep answering during a rolling upgrade). `None` if both are empty.
+    pub fn from_columns(sealed: Option<Vec<u8>>, clear: String) -> Option<Self> {
+        match sealed {
+            Some(sealed) => Some(Self::Sealed(sealed)),
+            None if !clear.is_empty() => Some(Self::Legacy(clear)),
+            None => None,
         }
     }
 
-    /// Its two columns: sealed, legacy clear.
-    pub fn columns(&self) -> (Option<&[u8]>, Option<&str>) {
+    /// Its two columns: sealed, clear.
+    pub fn columns(&self) -> (Option<&[u8]>, &str) {
         match self {
-            Self::Sealed(sealed) => (Some(sealed), None),
-            Self::Legacy(legacy) => (None, Some(legacy)),
+            Self::Sealed(sealed) => (Some(sealed), ""),
+            Self::Legacy(clear) => (None, clear),
         }
     }
 }

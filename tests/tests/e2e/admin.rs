@@ -365,15 +365,13 @@ async fn a_callback_secret_stored_in_the_clear_is_sealed_at_start_and_still_sign
     let (_, phone) = s.card_with_phone(PAN).await;
     let db = rusqlite::Connection::open(s.dir.path().join("countersign.db")).unwrap();
     let clear = "a-secret-from-an-older-version";
-    db.execute("UPDATE requestors SET legacy_callback_secret = ?1, callback_secret_sealed = NULL", [clear]).unwrap();
+    db.execute("UPDATE requestors SET callback_secret = ?1, callback_secret_sealed = NULL", [clear]).unwrap();
 
     s.restart().await;
     eventually("the clear secret to be sealed", || async {
-        db.query_row(
-            "SELECT legacy_callback_secret IS NULL AND callback_secret_sealed IS NOT NULL FROM requestors",
-            [],
-            |r| r.get::<_, bool>(0),
-        )
+        db.query_row("SELECT callback_secret = '' AND callback_secret_sealed IS NOT NULL FROM requestors", [], |r| {
+            r.get::<_, bool>(0)
+        })
         .unwrap()
     })
     .await;

@@ -13,7 +13,7 @@ use super::{action, check_text, conflict_or, new_api_key, record};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::secrets::{Purpose, random_bytes};
-use crate::storage::{Credential, Requestor, StorageError, StoredSecret};
+use crate::storage::{AuditEvent, Credential, Requestor, StorageError, StoredSecret};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -99,9 +99,7 @@ pub async fn create_requestor(app: &App, req: NewRequestorRequest, actor: &str) 
         .create_requestor(&requestor, &app.secrets.keyed_hash(Purpose::ApiKey, api_key.as_bytes()))
         .await
         .map_err(|e| conflict_or(e, "a requestor with this id already exists"))?;
-    let mut audit = action(app, "requestor.created", actor);
-    audit.detail = serde_json::json!({ "requestorId": requestor.id });
-    record(app, audit).await?;
+    record(app, requestor_action(app, "requestor.created", actor, &requestor.id)).await?;
     Ok(CreatedRequestor { id: requestor.id, name: requestor.name, api_key, callback_secret })
 }
 
@@ -135,9 +133,7 @@ pub async fn rotate_callback_secret(
 ) -> Result<RotatedCallbackSecret, ApiError> {
     // A secret still in the clear is sealed first, so it lives on as the
     // previous one like any other.
-    if let StoredSecret::Legacy(clear) = load(app, requestor_id).await?.callback_secret {
-        app.storage.seal_legacy_callback_secret(requestor_id, &clear, &seal(app, requestor_id, &clear)).await?;
-    }
+    seal_if_clear(app, &load(app, requestor_id).await?).await?;
     let secret = new_callback_secret();
     let sealed = seal(app, requestor_id, &secret);
     let until = rotate(app, requestor_id, Credential::CallbackSecret, &sealed, actor).await?;
@@ -190,13 +186,20 @@ pub fn callback_secrets(app: &App, requestor: &Requestor, now: i64) -> Result<Ve
 pub async fn seal_legacy_callback_secrets(app: &App) -> Result<usize, ApiError> {
     let mut sealed = 0;
     for r in app.storage.requestors().await? {
-        if let StoredSecret::Legacy(clear) = &r.callback_secret
-            && app.storage.seal_legacy_callback_secret(&r.id, clear, &seal(app, &r.id, clear)).await?
-        {
+        if seal_if_clear(app, &r).await? {
             sealed += 1;
         }
     }
     Ok(sealed)
+}
+
+/// Seals the requestor's callback secret if it is still in the clear;
+/// whether this call did.
+async fn seal_if_clear(app: &App, r: &Requestor) -> Result<bool, ApiError> {
+    let StoredSecret::Legacy(clear) = &r.callback_secret else {
+        return Ok(false);
+    };
+    Ok(app.storage.seal_legacy_callback_secret(&r.id, clear, &seal(app, &r.id, clear)).await?)
 }
 
 async fn rotate(
@@ -219,7 +222,7 @@ async fn load(app: &App, requestor_id: &str) -> Result<Requestor, ApiError> {
     app.storage.requestor(requestor_id).await?.ok_or_else(|| ApiError::not_found("requestor"))
 }
 
-fn requestor_action(app: &App, kind: &str, actor: &str, requestor_id: &str) -> crate::storage::AuditEvent {
+fn requestor_action(app: &App, kind: &str, actor: &str, requestor_id: &str) -> AuditEvent {
     let mut audit = action(app, kind, actor);
     audit.detail = serde_json::json!({ "requestorId": requestor_id });
     audit

@@ -270,10 +270,9 @@ ALTER TABLE requestors ADD COLUMN previous_key_expires_at BIGINT;
 ALTER TABLE requestors ADD COLUMN callback_secret_sealed BYTEA;
 ALTER TABLE requestors ADD COLUMN previous_callback_secret_sealed BYTEA;
 ALTER TABLE requestors ADD COLUMN previous_callback_secret_until BIGINT;
--- Secrets earlier versions kept in the clear wait here until the server,
--- which holds the sealing key, seals them at start.
-ALTER TABLE requestors RENAME COLUMN callback_secret TO legacy_callback_secret;
-ALTER TABLE requestors ALTER COLUMN legacy_callback_secret DROP NOT NULL;
+-- `callback_secret` (the secret in the clear) becomes '' once the server,
+-- which holds the sealing key, has sealed it at start. It stays, so that
+-- nodes of the previous version keep answering during a rolling upgrade.
 
 CREATE INDEX audit_by_time ON audit_events (at);
 "#;

@@ -193,7 +193,7 @@ fn qualified(cols: &str, alias: &str) -> String {
     cols.split(',').map(|col| format!("{alias}.{}", col.trim())).collect::<Vec<_>>().join(", ")
 }
 
-const REQUESTOR_COLUMNS: &str = "id, name, callback_secret_sealed, legacy_callback_secret, \
+const REQUESTOR_COLUMNS: &str = "id, name, callback_secret_sealed, callback_secret, \
     previous_callback_secret_sealed, previous_callback_secret_until, previous_key_expires_at, created_at";
 
 fn requestor_from(r: &Row) -> StorageResult<Requestor> {
@@ -404,7 +404,7 @@ impl Storage for PostgresStorage {
     async fn create_requestor(&self, r: &Requestor, api_key_hash: &[u8]) -> StorageResult<()> {
         let (sealed, legacy) = r.callback_secret.columns();
         self.insert(
-            "INSERT INTO requestors (id, name, api_key_hash, callback_secret_sealed, legacy_callback_secret, \
+            "INSERT INTO requestors (id, name, api_key_hash, callback_secret_sealed, callback_secret, \
              created_at) VALUES ($1, $2, $3, $4, $5, $6)",
             &[&r.id, &r.name, &api_key_hash, &sealed, &legacy, &r.created_at],
             "requestor",
@@ -450,7 +450,7 @@ impl Storage for PostgresStorage {
             }
             Credential::CallbackSecret => {
                 "UPDATE requestors SET previous_callback_secret_sealed = callback_secret_sealed, \
-                 previous_callback_secret_until = $3, callback_secret_sealed = $2, legacy_callback_secret = NULL \
+                 previous_callback_secret_until = $3, callback_secret_sealed = $2, callback_secret = '' \
                  WHERE id = $1"
             }
         };
@@ -479,8 +479,8 @@ impl Storage for PostgresStorage {
     async fn seal_legacy_callback_secret(&self, id: &str, legacy: &str, sealed: &[u8]) -> StorageResult<bool> {
         let changed = self
             .execute(
-                "UPDATE requestors SET callback_secret_sealed = $3, legacy_callback_secret = NULL \
-                 WHERE id = $1 AND legacy_callback_secret = $2 AND callback_secret_sealed IS NULL",
+                "UPDATE requestors SET callback_secret_sealed = $3, callback_secret = '' \
+                 WHERE id = $1 AND callback_secret = $2 AND callback_secret_sealed IS NULL",
                 &[&id, &legacy, &sealed],
             )
             .await?;

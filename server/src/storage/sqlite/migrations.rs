@@ -259,14 +259,11 @@ ALTER TABLE operators ADD COLUMN revoked_at INTEGER;
 ALTER TABLE requestors ADD COLUMN previous_api_key_hash BLOB;
 ALTER TABLE requestors ADD COLUMN previous_key_expires_at INTEGER;
 CREATE UNIQUE INDEX requestors_by_previous_key ON requestors (previous_api_key_hash);
+-- `callback_secret` (the secret in the clear) becomes '' once the server,
+-- which holds the sealing key, has sealed it at start.
 ALTER TABLE requestors ADD COLUMN callback_secret_sealed BLOB;
 ALTER TABLE requestors ADD COLUMN previous_callback_secret_sealed BLOB;
 ALTER TABLE requestors ADD COLUMN previous_callback_secret_until INTEGER;
--- Secrets earlier versions kept in the clear wait here (no longer NOT NULL)
--- until the server, which holds the sealing key, seals them at start.
-ALTER TABLE requestors ADD COLUMN legacy_callback_secret TEXT;
-UPDATE requestors SET legacy_callback_secret = callback_secret;
-ALTER TABLE requestors DROP COLUMN callback_secret;
 
 CREATE INDEX audit_by_time ON audit_events (at);
 "#;

@@ -127,7 +127,7 @@ fn corrupt(what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, what.to_owned().into())
 }
 
-const REQUESTOR_COLUMNS: &str = "id, name, callback_secret_sealed, legacy_callback_secret, \
+const REQUESTOR_COLUMNS: &str = "id, name, callback_secret_sealed, callback_secret, \
     previous_callback_secret_sealed, previous_callback_secret_until, previous_key_expires_at, created_at";
 
 fn requestor_from(r: &Row<'_>) -> rusqlite::Result<Requestor> {
@@ -322,7 +322,7 @@ impl Storage for SqliteStorage {
         self.write(move |tx| {
             let (sealed, legacy) = r.callback_secret.columns();
             tx.execute(
-                "INSERT INTO requestors (id, name, api_key_hash, callback_secret_sealed, legacy_callback_secret, \
+                "INSERT INTO requestors (id, name, api_key_hash, callback_secret_sealed, callback_secret, \
                  created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![r.id, r.name, hash, sealed, legacy, r.created_at],
             )
@@ -376,7 +376,7 @@ impl Storage for SqliteStorage {
             }
             Credential::CallbackSecret => {
                 "UPDATE requestors SET previous_callback_secret_sealed = callback_secret_sealed, \
-                 previous_callback_secret_until = ?3, callback_secret_sealed = ?2, legacy_callback_secret = NULL \
+                 previous_callback_secret_until = ?3, callback_secret_sealed = ?2, callback_secret = '' \
                  WHERE id = ?1"
             }
         };
@@ -406,8 +406,8 @@ impl Storage for SqliteStorage {
         let (id, legacy, sealed) = (id.to_owned(), legacy.to_owned(), sealed.to_vec());
         self.write(move |tx| {
             let changed = tx.execute(
-                "UPDATE requestors SET callback_secret_sealed = ?3, legacy_callback_secret = NULL \
-                 WHERE id = ?1 AND legacy_callback_secret = ?2 AND callback_secret_sealed IS NULL",
+                "UPDATE requestors SET callback_secret_sealed = ?3, callback_secret = '' \
+                 WHERE id = ?1 AND callback_secret = ?2 AND callback_secret_sealed IS NULL",
                 params![id, legacy, sealed],
             )?;
             Ok(changed == 1)
