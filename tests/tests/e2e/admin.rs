@@ -242,6 +242,7 @@ async fn the_message_outbox_is_gone_in_production() {
 async fn operators_are_created_listed_and_revoked_by_admins() {
     let s = TestServer::start().await;
     let card = s.create_card(PAN).await;
+    s.clock.advance_ms(1);
     let (status, created) =
         s.admin(Method::POST, "/v1/admin/operators", Some(json!({"name": "Sven", "role": "support"}))).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
