@@ -63,8 +63,7 @@ impl PreviousSecret {
 }
 
 /// A requestor credential that can be rotated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Credential {
     ApiKey,
     CallbackSecret,
@@ -420,12 +419,10 @@ impl AuditEvent {
 }
 
 /// An audit line as stored: its position in the log, and the line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
     /// Increases with every line appended; pages of a search follow it.
-    #[serde(skip)]
     pub id: i64,
-    #[serde(flatten)]
     pub event: AuditEvent,
 }
 
