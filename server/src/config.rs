@@ -22,6 +22,8 @@ pub struct Config {
     pub issuer: IssuerConfig,
     pub challenge: ChallengeConfig,
     pub enrolment: EnrolmentConfig,
+    /// Requestor credentials.
+    pub requestors: RequestorConfig,
     pub callbacks: CallbackConfig,
     pub codes: CodeConfig,
     /// How one-time codes are emailed.
@@ -181,6 +183,21 @@ pub struct EnrolmentConfig {
 impl Default for EnrolmentConfig {
     fn default() -> Self {
         Self { code_ttl_secs: 24 * 3600, max_attempts: 5 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestorConfig {
+    /// After an API key or callback secret is rotated, how long the one it
+    /// replaced keeps working (unless revoked sooner), so the requestor can
+    /// switch without a gap.
+    pub rotation_overlap_secs: u64,
+}
+
+impl Default for RequestorConfig {
+    fn default() -> Self {
+        Self { rotation_overlap_secs: 24 * 3600 }
     }
 }
 

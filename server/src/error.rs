@@ -52,6 +52,25 @@ impl ApiError {
     }
 }
 
+/// `text` with every run of six digits or more replaced by `…`, so an
+/// error message never echoes a card number sent where it did not belong.
+pub fn mask_digit_runs(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    for c in text.chars().chain(std::iter::once('\0')) {
+        if c.is_ascii_digit() {
+            run.push(c);
+            continue;
+        }
+        out.push_str(if run.len() >= 6 { "…" } else { &run });
+        run.clear();
+        if c != '\0' {
+            out.push(c);
+        }
+    }
+    out
+}
+
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
@@ -116,4 +135,18 @@ pub fn describe_chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     detail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_digit_runs_are_masked() {
+        assert_eq!(
+            mask_digit_runs("invalid type: integer `378282246310005`, line 1"),
+            "invalid type: integer `…`, line 1"
+        );
+        assert_eq!(mask_digit_runs("12345 ok 123456"), "12345 ok …");
+    }
 }

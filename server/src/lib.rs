@@ -68,7 +68,7 @@ pub fn start(app: App, listener: TcpListener) -> std::io::Result<RunningServer> 
         None => None,
     };
     let server = tokio::spawn(serve_http(app.clone(), listener, tls, rx.clone()));
-    let callbacks = tokio::spawn(flows::callbacks::run_worker(app.clone(), rx.clone()));
+    let callbacks = tokio::spawn(seal_then_deliver_callbacks(app.clone(), rx.clone()));
     let codes = tokio::spawn(flows::codes::run_delivery_worker(app.clone(), rx.clone()));
     let mut tasks = vec![server, callbacks, codes];
     let mut metrics_addr = None;
@@ -113,6 +113,19 @@ async fn serve_http(
     if let Err(e) = result {
         tracing::error!(error = %e, "HTTP server failed");
     }
+}
+
+/// Seals any callback secret an earlier version stored in the clear (a
+/// copy of the database then holds none), then delivers result callbacks.
+/// Sealing is tried once: a secret still in the clear keeps working, and
+/// the next start seals it.
+async fn seal_then_deliver_callbacks(app: App, shutdown: watch::Receiver<bool>) {
+    match flows::admin::seal_legacy_callback_secrets(&app).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(sealed = n, "sealed callback secrets stored in the clear by an earlier version"),
+        Err(e) => tracing::warn!(error = %e, "could not seal the callback secrets stored in the clear"),
+    }
+    flows::callbacks::run_worker(app, shutdown).await
 }
 
 /// Timers, as a sweep over the database: pushes unanswered past their

@@ -4,9 +4,15 @@
 //! HMAC-SHA-256 under a purpose-specific subkey, so a copy of the database
 //! alone reveals none of them and a hash made for one purpose is useless for
 //! another. Authentication values are MACs under their own subkey.
+//!
+//! A secret the server must use again — a requestor's callback secret, its
+//! HMAC key for result callbacks — cannot be a hash: it is sealed
+//! (AES-256-GCM under a subkey of its own, bound to what it belongs to), so
+//! a copy of the database alone reveals it no more than the others.
 
 use std::path::Path;
 
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
@@ -51,7 +57,12 @@ pub struct Secrets {
     one_time_code_derivation: hmac::Key,
     window_session: hmac::Key,
     security_answer: hmac::Key,
+    sealing: LessSafeKey,
 }
+
+/// The first byte of a sealed value: how it was sealed.
+const SEALED_V1: u8 = 1;
+const SEALING_LABEL: &[u8] = b"countersign/sealing/v1";
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -82,6 +93,10 @@ impl Secrets {
             one_time_code_derivation: derive(Purpose::OneTimeCodeDerivation),
             window_session: derive(Purpose::WindowSession),
             security_answer: derive(Purpose::SecurityAnswer),
+            sealing: LessSafeKey::new(
+                UnboundKey::new(&AES_256_GCM, hmac::sign(&root, SEALING_LABEL).as_ref())
+                    .expect("an HMAC-SHA-256 tag is an AES-256 key"),
+            ),
         }
     }
 
@@ -119,6 +134,37 @@ impl Secrets {
             Purpose::SecurityAnswer => &self.security_answer,
         };
         hmac::sign(key, data).as_ref().to_vec()
+    }
+}
+
+impl Secrets {
+    /// Seals `secret` for `context` (what it belongs to: it opens for that
+    /// context only): a version byte, a random nonce, the ciphertext and tag.
+    pub fn seal(&self, context: &[u8], secret: &[u8]) -> Vec<u8> {
+        let nonce = random_bytes::<NONCE_LEN>();
+        let mut sealed = Vec::with_capacity(1 + NONCE_LEN + secret.len() + AES_256_GCM.tag_len());
+        sealed.push(SEALED_V1);
+        sealed.extend_from_slice(&nonce);
+        let mut body = secret.to_vec();
+        self.sealing
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context), &mut body)
+            .expect("AES-GCM seals any secret of a sane size");
+        sealed.extend_from_slice(&body);
+        sealed
+    }
+
+    /// The secret `seal` sealed for `context`; `None` if it was sealed for
+    /// another context, under another master key, or altered.
+    pub fn open(&self, context: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        let (&version, rest) = sealed.split_first()?;
+        if version != SEALED_V1 || rest.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, body) = rest.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut body = body.to_vec();
+        let opened = self.sealing.open_in_place(nonce, Aad::from(context), &mut body).ok()?;
+        Some(opened.to_vec())
     }
 }
 
@@ -174,6 +220,22 @@ mod tests {
         assert_eq!(a, b);
         std::fs::write(&path, b"short").unwrap();
         assert!(matches!(Secrets::load_or_create(&path), Err(SecretsError::BadLength { len: 5, .. })));
+    }
+
+    #[test]
+    fn sealed_secrets_open_for_their_context_and_key_only() {
+        let s = Secrets::from_master_key(&[7; 32]);
+        let sealed = s.seal(b"requestor:shop-1", b"the secret");
+        assert!(!sealed.windows(10).any(|w| w == b"the secret"));
+        assert_ne!(sealed, s.seal(b"requestor:shop-1", b"the secret"), "a fresh nonce each time");
+        assert_eq!(s.open(b"requestor:shop-1", &sealed).as_deref(), Some(&b"the secret"[..]));
+        assert_eq!(s.open(b"requestor:shop-2", &sealed), None);
+        assert_eq!(Secrets::from_master_key(&[8; 32]).open(b"requestor:shop-1", &sealed), None);
+        let mut altered = sealed.clone();
+        *altered.last_mut().unwrap() ^= 1;
+        assert_eq!(s.open(b"requestor:shop-1", &altered), None);
+        assert_eq!(s.open(b"requestor:shop-1", &sealed[..5]), None);
+        assert_eq!(s.open(b"requestor:shop-1", &[]), None);
     }
 
     #[test]

@@ -749,7 +749,7 @@ async fn a_push_still_retrying_after_the_inline_wait_records_its_own_outcome() {
     }
     assert!(unreachable, "the late refusal marked the device unreachable");
     let audit = app.storage.audit_events(&AuditFilter { limit: 1000, ..AuditFilter::default() }).await.unwrap();
-    let failed = audit.iter().find(|e| e.kind == "push.failed").expect("the failure is audited");
+    let failed = audit.iter().map(|r| &r.event).find(|e| e.kind == "push.failed").expect("the failure is audited");
     assert_eq!(failed.challenge_id.as_deref(), Some(&*payload.challenge_id));
     assert_eq!(failed.device_id.as_deref(), Some(&*ios.id));
     assert!(failed.detail["error"].as_str().unwrap().contains("410 Unregistered"), "{failed:?}");

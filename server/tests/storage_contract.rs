@@ -55,7 +55,18 @@ fn audit(kind: &str) -> AuditEvent {
 }
 
 fn requestor(id: &str) -> Requestor {
-    Requestor { id: id.into(), name: format!("{id} shop"), callback_secret: format!("secret-{id}") }
+    Requestor {
+        id: id.into(),
+        name: format!("{id} shop"),
+        callback_secret: StoredSecret::Sealed(format!("sealed-{id}").into_bytes()),
+        previous_callback_secret: None,
+        previous_key_expires_at: None,
+        created_at: NOW,
+    }
+}
+
+fn operator(id: &str, role: OperatorRole) -> Operator {
+    Operator { id: id.into(), name: format!("{id} name"), role, created_at: NOW, revoked_at: None }
 }
 
 fn new_card(id: &str) -> NewCard {
@@ -137,7 +148,7 @@ fn pending_challenge(id: &str, acs: &str, card: &str, created_at: i64) -> Challe
 
 /// The requestor every purchase belongs to, and `cards`.
 async fn shop_with_cards(s: &dyn Storage, cards: &[&str]) {
-    s.create_requestor(&requestor(SHOP), b"key-shop", NOW).await.unwrap();
+    s.create_requestor(&requestor(SHOP), b"key-shop").await.unwrap();
     for card in cards {
         s.create_card(&new_card(card)).await.unwrap();
     }
@@ -223,12 +234,16 @@ fn new_code(ch: &Challenge, at: i64, deliveries: Vec<NewDelivery>) -> NewCode {
     }
 }
 
+async fn audit_where(s: &dyn Storage, filter: AuditFilter) -> Vec<AuditEvent> {
+    s.audit_events(&filter).await.unwrap().into_iter().map(|r| r.event).collect()
+}
+
 async fn audit_of(s: &dyn Storage, acs: &str) -> Vec<AuditEvent> {
-    s.audit_events(&AuditFilter { acs_trans_id: Some(acs.into()), card_id: None, limit: 1000 }).await.unwrap()
+    audit_where(s, AuditFilter { acs_trans_id: Some(acs.into()), limit: 1000, ..AuditFilter::default() }).await
 }
 
 async fn all_audit(s: &dyn Storage) -> Vec<AuditEvent> {
-    s.audit_events(&AuditFilter { limit: 10_000, ..AuditFilter::default() }).await.unwrap()
+    audit_where(s, AuditFilter { limit: 10_000, ..AuditFilter::default() }).await
 }
 
 fn kinds(events: &[AuditEvent]) -> Vec<&str> {
@@ -287,28 +302,99 @@ async fn ping_answers(db: Db) {
 async fn requestors_are_found_by_id_and_by_key(db: Db) {
     let s = &*db.s;
     let r = requestor("shop-a");
-    s.create_requestor(&r, b"hash-a", NOW).await.unwrap();
+    s.create_requestor(&r, b"hash-a").await.unwrap();
     assert_eq!(s.requestor("shop-a").await.unwrap(), Some(r.clone()));
-    assert_eq!(s.requestor_by_key(b"hash-a").await.unwrap(), Some(r));
+    assert_eq!(s.requestor_by_key(b"hash-a", NOW).await.unwrap(), Some(r.clone()));
     assert_eq!(s.requestor("shop-b").await.unwrap(), None);
-    assert_eq!(s.requestor_by_key(b"hash-b").await.unwrap(), None);
+    assert_eq!(s.requestor_by_key(b"hash-b", NOW).await.unwrap(), None);
     // The same id, or the same key, twice.
-    assert_eq!(conflict_name(s.create_requestor(&requestor("shop-a"), b"hash-other", NOW).await), "requestor");
-    assert_eq!(conflict_name(s.create_requestor(&requestor("shop-b"), b"hash-a", NOW).await), "requestor");
+    assert_eq!(conflict_name(s.create_requestor(&requestor("shop-a"), b"hash-other").await), "requestor");
+    assert_eq!(conflict_name(s.create_requestor(&requestor("shop-b"), b"hash-a").await), "requestor");
     assert_eq!(s.requestor("shop-b").await.unwrap(), None);
+    let mut legacy = requestor("shop-0");
+    legacy.callback_secret = StoredSecret::Legacy("clear".into());
+    s.create_requestor(&legacy, b"hash-0").await.unwrap();
+    let ids: Vec<String> = s.requestors().await.unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(ids, ["shop-0", "shop-a"]);
+    assert_eq!(s.requestor("shop-0").await.unwrap(), Some(legacy));
+}
+
+async fn a_rotated_key_overlaps_until_its_time_or_revocation(db: Db) {
+    let s = &*db.s;
+    s.create_requestor(&requestor("shop-a"), b"key-1").await.unwrap();
+    s.create_requestor(&requestor("shop-b"), b"key-b").await.unwrap();
+    let until = NOW + MINUTE;
+    assert!(
+        s.rotate_requestor_credential("shop-a", Credential::ApiKey, b"key-2", until, &audit("rotated")).await.unwrap()
+    );
+    let found = |key: &'static [u8], at: i64| async move { s.requestor_by_key(key, at).await.unwrap().map(|r| r.id) };
+    assert_eq!(found(b"key-2", NOW).await.as_deref(), Some("shop-a"));
+    assert_eq!(found(b"key-1", until - 1).await.as_deref(), Some("shop-a"), "the old key in its overlap");
+    assert_eq!(found(b"key-1", until).await, None, "the old key after it");
+    assert_eq!(s.requestor("shop-a").await.unwrap().unwrap().previous_key_expires_at, Some(until));
+    // Rotating again drops the older key at once.
+    assert!(
+        s.rotate_requestor_credential("shop-a", Credential::ApiKey, b"key-3", until, &audit("rotated")).await.unwrap()
+    );
+    assert_eq!(found(b"key-1", NOW).await, None);
+    assert_eq!(found(b"key-2", NOW).await.as_deref(), Some("shop-a"));
+    assert!(s.drop_previous_credential("shop-a", Credential::ApiKey, &audit("revoked")).await.unwrap());
+    assert!(!s.drop_previous_credential("shop-a", Credential::ApiKey, &audit("revoked")).await.unwrap());
+    assert_eq!(found(b"key-2", NOW).await, None);
+    assert_eq!(found(b"key-3", NOW).await.as_deref(), Some("shop-a"));
+    assert_eq!(found(b"key-b", NOW).await.as_deref(), Some("shop-b"), "other requestors are untouched");
+    assert!(
+        !s.rotate_requestor_credential("shop-x", Credential::ApiKey, b"key-4", until, &audit("rotated")).await.unwrap()
+    );
+    assert_eq!(kinds(&all_audit(s).await), ["rotated", "rotated", "revoked"], "audited when something changed");
+}
+
+async fn a_rotated_callback_secret_keeps_the_previous_one_for_the_overlap(db: Db) {
+    let s = &*db.s;
+    let mut legacy = requestor("shop-a");
+    legacy.callback_secret = StoredSecret::Legacy("clear".into());
+    s.create_requestor(&legacy, b"key-1").await.unwrap();
+    assert!(!s.seal_legacy_callback_secret("shop-a", "other", b"sealed-0").await.unwrap(), "only the secret it saw");
+    assert!(s.seal_legacy_callback_secret("shop-a", "clear", b"sealed-1").await.unwrap());
+    assert!(!s.seal_legacy_callback_secret("shop-a", "clear", b"sealed-x").await.unwrap(), "once");
+    let r = s.requestor("shop-a").await.unwrap().unwrap();
+    assert_eq!((r.callback_secret, r.previous_callback_secret), (StoredSecret::Sealed(b"sealed-1".to_vec()), None));
+    let until = NOW + MINUTE;
+    let rotate = |value: &'static [u8]| async move {
+        s.rotate_requestor_credential("shop-a", Credential::CallbackSecret, value, until, &audit("rotated"))
+            .await
+            .unwrap()
+    };
+    assert!(rotate(b"sealed-2").await);
+    let r = s.requestor("shop-a").await.unwrap().unwrap();
+    assert_eq!(r.callback_secret, StoredSecret::Sealed(b"sealed-2".to_vec()));
+    assert_eq!(r.previous_callback_secret, Some(PreviousSecret { sealed: b"sealed-1".to_vec(), until }));
+    assert_eq!(r.previous_key_expires_at, None, "the API key did not move");
+    assert_eq!(s.requestor_by_key(b"key-1", NOW).await.unwrap().map(|r| r.id).as_deref(), Some("shop-a"));
+    assert!(s.drop_previous_credential("shop-a", Credential::CallbackSecret, &audit("revoked")).await.unwrap());
+    assert_eq!(s.requestor("shop-a").await.unwrap().unwrap().previous_callback_secret, None);
 }
 
 async fn operators_are_found_by_key_with_their_role(db: Db) {
     let s = &*db.s;
-    let admin = Operator { id: "op-1".into(), name: "Ada".into(), role: OperatorRole::Admin };
-    let support = Operator { id: "op-2".into(), name: "Sven".into(), role: OperatorRole::Support };
-    s.create_operator(&admin, b"op-key-1", NOW).await.unwrap();
-    s.create_operator(&support, b"op-key-2", NOW).await.unwrap();
-    assert_eq!(s.operator_by_key(b"op-key-1").await.unwrap(), Some(admin));
-    assert_eq!(s.operator_by_key(b"op-key-2").await.unwrap(), Some(support));
+    let admin = operator("op-1", OperatorRole::Admin);
+    let support = operator("op-2", OperatorRole::Support);
+    s.create_operator(&admin, b"op-key-1").await.unwrap();
+    s.create_operator(&support, b"op-key-2").await.unwrap();
+    assert_eq!(s.operator_by_key(b"op-key-1").await.unwrap(), Some(admin.clone()));
+    assert_eq!(s.operator_by_key(b"op-key-2").await.unwrap(), Some(support.clone()));
     assert_eq!(s.operator_by_key(b"op-key-3").await.unwrap(), None);
-    let again = Operator { id: "op-3".into(), name: "Eve".into(), role: OperatorRole::Admin };
-    assert_eq!(conflict_name(s.create_operator(&again, b"op-key-1", NOW).await), "operator");
+    assert_eq!(conflict_name(s.create_operator(&operator("op-3", OperatorRole::Admin), b"op-key-1").await), "operator");
+
+    // A revoked key finds nobody; the operator stays listed, revoked.
+    assert!(s.revoke_operator("op-2", NOW + 1, &audit("operator.revoked")).await.unwrap());
+    assert!(!s.revoke_operator("op-2", NOW + 2, &audit("operator.revoked")).await.unwrap());
+    assert!(!s.revoke_operator("op-9", NOW + 2, &audit("operator.revoked")).await.unwrap());
+    assert_eq!(s.operator_by_key(b"op-key-2").await.unwrap(), None);
+    assert_eq!(s.operator_by_key(b"op-key-1").await.unwrap(), Some(admin.clone()));
+    let revoked = Operator { revoked_at: Some(NOW + 1), ..support };
+    assert_eq!(s.operators().await.unwrap(), [admin, revoked]);
+    assert_eq!(kinds(&all_audit(s).await), ["operator.revoked"]);
 }
 
 async fn cards_are_found_by_id_and_card_number_hash(db: Db) {
@@ -516,13 +602,17 @@ async fn devices_enrolments_and_push_settings(db: Db) {
     assert_eq!(all_audit(s).await.len(), before + 1, "only a real unenrolment is audited");
     assert!(!s.is_enrolled("dev-1", "card-2").await.unwrap());
 
-    s.revoke_device("dev-2", NOW + 4, &audit("device.revoked")).await.unwrap();
+    let before = all_audit(s).await.len();
+    assert!(s.revoke_device("dev-2", NOW + 4, &audit("device.revoked")).await.unwrap());
+    let lines = all_audit(s).await.split_off(before);
+    assert_eq!(lines.iter().map(|e| e.card_id.as_deref()).collect::<Vec<_>>(), [Some("card-1")], "one per card");
     let revoked = s.device("dev-2").await.unwrap().unwrap();
     assert_eq!((revoked.revoked_at, revoked.push_token.as_deref()), (Some(NOW + 4), None));
     assert!(s.device_cards("dev-2").await.unwrap().is_empty());
     assert_eq!(s.card_devices("card-1").await.unwrap().len(), 1);
-    s.revoke_device("dev-2", NOW + 5, &audit("device.revoked")).await.unwrap();
+    assert!(!s.revoke_device("dev-2", NOW + 5, &audit("device.revoked")).await.unwrap());
     assert_eq!(s.device("dev-2").await.unwrap().unwrap().revoked_at, Some(NOW + 4), "revoked once");
+    assert!(!s.revoke_device("dev-9", NOW + 5, &audit("device.revoked")).await.unwrap());
     assert_eq!(s.device("dev-9").await.unwrap(), None);
 }
 
@@ -589,7 +679,7 @@ async fn authentications_and_challenges_are_stored_whole(db: Db) {
 async fn a_reused_three_ds_server_trans_id_stores_nothing(db: Db) {
     let s = &*db.s;
     shop_with_cards(s, &["card-1"]).await;
-    s.create_requestor(&requestor("shop-2"), b"key-2", NOW).await.unwrap();
+    s.create_requestor(&requestor("shop-2"), b"key-2").await.unwrap();
     purchase(s, "1", "card-1", NOW).await;
     let before = all_audit(s).await.len();
     // Same requestor and threeDSServerTransID, new acsTransID.
@@ -875,6 +965,84 @@ async fn contacts_and_unblocking_change_one_card(db: Db) {
     let card = s.card("card-1").await.unwrap().unwrap();
     assert_eq!((card.blocked_at, card.failed_code_attempts), (None, 0));
     assert_eq!(kinds(&all_audit(s).await).last(), Some(&"card.unblocked"));
+}
+
+async fn a_cards_language_is_set_or_removed(db: Db) {
+    let s = &*db.s;
+    shop_with_cards(s, &["card-1", "card-2"]).await;
+    assert!(s.set_card_language("card-1", Some("sv"), &audit("card.language_changed")).await.unwrap());
+    assert_eq!(s.card("card-1").await.unwrap().unwrap().language.as_deref(), Some("sv"));
+    assert!(s.set_card_language("card-1", None, &audit("card.language_changed")).await.unwrap());
+    assert_eq!(s.card("card-1").await.unwrap().unwrap().language, None);
+    assert_eq!(s.card("card-2").await.unwrap().unwrap(), new_card("card-2").card);
+    assert!(!s.set_card_language("card-9", Some("ja"), &audit("card.language_changed")).await.unwrap());
+    assert_eq!(kinds(&all_audit(s).await), ["card.language_changed", "card.language_changed"]);
+}
+
+/// An import row for the card `new_card(of)` registers, with other fields.
+fn import_row(of: &str, language: Option<&str>, email: Option<&str>) -> NewCard {
+    let mut row = new_card(&format!("{of}-row-{}", uuid::Uuid::new_v4()));
+    row.pan_hash = new_card(of).pan_hash;
+    (row.card.language, row.card.email, row.card.phone) = (language.map(Into::into), email.map(Into::into), None);
+    row
+}
+
+async fn imports_create_update_or_leave_each_card(db: Db) {
+    let s = &*db.s;
+    s.create_card(&new_card("card-1")).await.unwrap();
+    let rows = [
+        import_row("card-1", None, None),
+        import_row("card-1", Some("sv"), Some("card-1@example.jp")),
+        new_card("card-2"),
+        import_row("card-2", Some("ja"), None),
+    ];
+    let done = s.import_cards(&rows, &audit("card.imported")).await.unwrap();
+    assert_eq!(
+        done,
+        [
+            CardImported::Unchanged("card-1".into()),
+            CardImported::Updated("card-1".into()),
+            CardImported::Created("card-2".into()),
+            CardImported::Unchanged("card-2".into()),
+        ]
+    );
+    let card = s.card("card-1").await.unwrap().unwrap();
+    assert_eq!(
+        card,
+        Card { language: Some("sv".into()), ..new_card("card-1").card },
+        "an empty field keeps the card's"
+    );
+    assert_eq!(s.card("card-2").await.unwrap().unwrap(), new_card("card-2").card);
+    let lines = all_audit(s).await;
+    let summary: Vec<_> = lines.iter().map(|e| (e.kind.as_str(), e.card_id.as_deref(), e.detail.clone())).collect();
+    assert_eq!(
+        summary,
+        [
+            ("card.updated", Some("card-1"), json!({ "via": "import", "changed": ["language"] })),
+            ("card.created", Some("card-2"), json!({ "via": "import", "changed": [] })),
+        ]
+    );
+    assert_eq!(s.import_cards(&rows, &audit("card.imported")).await.unwrap().len(), 4);
+    assert_eq!(all_audit(s).await.len(), 2, "importing again changes nothing");
+    assert!(s.import_cards(&[], &audit("card.imported")).await.unwrap().is_empty());
+}
+
+async fn concurrent_imports_of_the_same_cards_create_each_once(db: Db) {
+    shop_with_cards(&*db.s, &[]).await;
+    warm(&db.s).await;
+    let s = db.s.clone();
+    let results = race(4, |_| {
+        let s = s.clone();
+        async move {
+            let rows: Vec<NewCard> = (0..20).map(|i| import_row(&format!("card-{i}"), Some("en"), None)).collect();
+            s.import_cards(&rows, &audit("card.imported")).await
+        }
+    })
+    .await;
+    let created =
+        results.into_iter().flat_map(|r| r.unwrap()).filter(|i| matches!(i, CardImported::Created(_))).count();
+    assert_eq!(created, 20, "each card created by one import, found by the others");
+    assert_eq!(kinds(&all_audit(&*db.s).await).iter().filter(|k| **k == "card.created").count(), 20);
 }
 
 async fn a_challenge_gets_one_code(db: Db) {
@@ -1167,16 +1335,34 @@ async fn audit_lines_are_kept_in_order_and_filtered(db: Db) {
     assert_eq!(kinds(&all), ["kind.0", "kind.1", "kind.2", "kind.3"]);
     assert_eq!(all[0].detail, json!({ "i": 0, "nested": { "list": [true, "ü", 1.5] } }));
     assert_eq!((all[0].actor.as_str(), all[0].device_id.as_deref(), all[0].at), ("operator:op-0", Some("dev-1"), NOW));
-    let filter = |card: Option<&str>, acs: Option<&str>, limit| AuditFilter {
-        card_id: card.map(str::to_owned),
-        acs_trans_id: acs.map(str::to_owned),
-        limit,
-    };
-    assert_eq!(kinds(&s.audit_events(&filter(Some("card-1"), None, 10)).await.unwrap()), ["kind.0", "kind.2"]);
-    assert_eq!(kinds(&s.audit_events(&filter(None, Some("acs-2"), 10)).await.unwrap()), ["kind.2"]);
-    assert_eq!(kinds(&s.audit_events(&filter(Some("card-2"), Some("acs-2"), 10)).await.unwrap()), Vec::<&str>::new());
-    assert_eq!(kinds(&s.audit_events(&filter(None, None, 2)).await.unwrap()), ["kind.0", "kind.1"]);
-    assert_eq!(s.audit_events(&filter(None, None, 0)).await.unwrap().len(), 1, "a limit of 0 reads as 1");
+    let search = |filter: AuditFilter| async move { kinds(&audit_where(s, filter).await).join(" ") };
+    let by_card = |card: &str| AuditFilter { card_id: Some(card.into()), limit: 10, ..AuditFilter::default() };
+    assert_eq!(search(by_card("card-1")).await, "kind.0 kind.2");
+    assert_eq!(search(AuditFilter { acs_trans_id: Some("acs-2".into()), ..by_card("card-2") }).await, "");
+    let acs = AuditFilter { acs_trans_id: Some("acs-2".into()), limit: 10, ..AuditFilter::default() };
+    assert_eq!(search(acs).await, "kind.2");
+    let every = AuditFilter { limit: 10, ..AuditFilter::default() };
+    assert_eq!(search(AuditFilter { device_id: Some("dev-1".into()), ..every.clone() }).await, "kind.0");
+    assert_eq!(search(AuditFilter { actor: Some("operator:op-3".into()), ..every.clone() }).await, "kind.3");
+    assert_eq!(search(AuditFilter { kind: Some("kind.1".into()), ..every.clone() }).await, "kind.1");
+    assert_eq!(
+        search(AuditFilter { outcome: Some("ok".into()), ..every.clone() }).await,
+        "kind.0 kind.1 kind.2 kind.3"
+    );
+    assert_eq!(search(AuditFilter { outcome: Some("denied".into()), ..every.clone() }).await, "");
+    // A time range: from inclusive, until exclusive.
+    assert_eq!(
+        search(AuditFilter { from: Some(NOW + 1), until: Some(NOW + 3), ..every.clone() }).await,
+        "kind.1 kind.2"
+    );
+    // Pages: in order, after the last one seen, never more than the limit.
+    assert_eq!(search(AuditFilter { limit: 2, ..every.clone() }).await, "kind.0 kind.1");
+    assert_eq!(search(AuditFilter { limit: 0, ..every.clone() }).await, "kind.0", "a limit of 0 reads as 1");
+    let first = s.audit_events(&AuditFilter { limit: 2, ..every.clone() }).await.unwrap();
+    assert!(first[0].id < first[1].id, "ids follow the order appended");
+    let after = AuditFilter { after_id: Some(first[1].id), ..every.clone() };
+    assert_eq!(search(after.clone()).await, "kind.2 kind.3");
+    assert_eq!(search(AuditFilter { card_id: Some("card-1".into()), ..after }).await, "kind.2");
 }
 
 fn window_session(acs: &str, token: &str, at: i64) -> WindowSession {
@@ -1310,6 +1496,8 @@ macro_rules! contract {
 contract!(
     ping_answers,
     requestors_are_found_by_id_and_by_key,
+    a_rotated_key_overlaps_until_its_time_or_revocation,
+    a_rotated_callback_secret_keeps_the_previous_one_for_the_overlap,
     operators_are_found_by_key_with_their_role,
     cards_are_found_by_id_and_card_number_hash,
     card_activity_sums_the_cards_history,
@@ -1332,6 +1520,9 @@ contract!(
     callbacks_are_leased_retried_and_settled,
     two_workers_never_claim_the_same_callback,
     contacts_and_unblocking_change_one_card,
+    a_cards_language_is_set_or_removed,
+    imports_create_update_or_leave_each_card,
+    concurrent_imports_of_the_same_cards_create_each_once,
     a_challenge_gets_one_code,
     concurrent_code_starts_make_one_code,
     resends_follow_the_count_they_saw,
@@ -1348,6 +1539,102 @@ contract!(
     window_sessions_of_ended_purchases_are_deleted,
     security_questions_are_replaced_whole,
 );
+
+// ---- upgrades ------------------------------------------------------------------
+
+/// What an older build left — a requestor whose callback secret was kept in
+/// the clear, an operator from before revocation — reads back whole after
+/// the upgrade, and the clear secret is gone once sealed. (Each backend's
+/// test then plays a node of the older build, still running during a
+/// rolling upgrade: its statements keep working against the new schema.)
+async fn an_older_database_upgrades_whole(s: &dyn Storage) {
+    let r = s.requestor_by_key(b"key-old", NOW).await.unwrap().expect("the requestor, by its old key");
+    assert_eq!((r.id.as_str(), r.callback_secret.clone()), ("shop-old", StoredSecret::Legacy("clear-secret".into())));
+    assert_eq!((r.previous_callback_secret, r.previous_key_expires_at, r.created_at), (None, None, NOW));
+    let op = s.operator_by_key(b"op-key-old").await.unwrap().expect("the operator, by its key");
+    assert_eq!((op.role, op.revoked_at), (OperatorRole::Admin, None));
+    assert!(s.seal_legacy_callback_secret("shop-old", "clear-secret", b"sealed").await.unwrap());
+    let sealed = s.requestor("shop-old").await.unwrap().unwrap().callback_secret;
+    assert_eq!(sealed, StoredSecret::Sealed(b"sealed".to_vec()));
+}
+
+#[test]
+fn an_older_sqlite_database_upgrades_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    assert_eq!(SqliteStorage::migrate_to(&path, 3, NOW).unwrap(), 3);
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute(
+        "INSERT INTO requestors (id, name, api_key_hash, callback_secret, created_at) \
+         VALUES ('shop-old', 'Old shop', ?1, 'clear-secret', ?2)",
+        rusqlite::params![b"key-old".to_vec(), NOW],
+    )
+    .unwrap();
+    old.execute(
+        "INSERT INTO operators (id, name, role, api_key_hash, created_at) VALUES ('op-old', 'Ops', 'admin', ?1, ?2)",
+        rusqlite::params![b"op-key-old".to_vec(), NOW],
+    )
+    .unwrap();
+    let s = SqliteStorage::open(&path, 2, Synchronous::Normal, NOW).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(an_older_database_upgrades_whole(&s));
+    let found: String = old
+        .query_row("SELECT id, name, callback_secret FROM requestors WHERE api_key_hash = ?1", [b"key-old"], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(found, "shop-old");
+    old.execute(
+        "INSERT INTO requestors (id, name, api_key_hash, callback_secret, created_at) \
+         VALUES ('shop-new', 'New shop', ?1, 'another-secret', ?2)",
+        rusqlite::params![b"key-new".to_vec(), NOW],
+    )
+    .unwrap();
+    let added = runtime.block_on(s.requestor("shop-new")).unwrap().unwrap();
+    assert_eq!(added.callback_secret, StoredSecret::Legacy("another-secret".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_postgres_database_upgrades_whole() {
+    let url = cluster().create_database();
+    assert_eq!(PostgresStorage::migrate_to(&url, 2, NOW).unwrap(), 2);
+    let (old, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    let connection = tokio::spawn(connection);
+    old.execute(
+        "INSERT INTO requestors (id, name, api_key_hash, callback_secret, created_at) \
+         VALUES ('shop-old', 'Old shop', $1, 'clear-secret', $2)",
+        &[&b"key-old".as_slice(), &NOW],
+    )
+    .await
+    .unwrap();
+    old.execute(
+        "INSERT INTO operators (id, name, role, api_key_hash, created_at) VALUES ('op-old', 'Ops', 'admin', $1, $2)",
+        &[&b"op-key-old".as_slice(), &NOW],
+    )
+    .await
+    .unwrap();
+    let s = PostgresStorage::open(&url, None, 2, NOW).unwrap();
+    an_older_database_upgrades_whole(&s).await;
+    let found = old
+        .query_one(
+            "SELECT id, name, callback_secret FROM requestors WHERE api_key_hash = $1",
+            &[&b"key-old".as_slice()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.get::<_, String>(0), "shop-old");
+    old.execute(
+        "INSERT INTO requestors (id, name, api_key_hash, callback_secret, created_at) \
+         VALUES ('shop-new', 'New shop', $1, 'another-secret', $2)",
+        &[&b"key-new".as_slice(), &NOW],
+    )
+    .await
+    .unwrap();
+    let added = s.requestor("shop-new").await.unwrap().unwrap();
+    assert_eq!(added.callback_secret, StoredSecret::Legacy("another-secret".into()));
+    drop(old);
+    let _ = connection.await;
+}
 
 // ---- PostgreSQL only: what SQLite cannot have --------------------------------
 

@@ -198,6 +198,9 @@ pub enum ErrorCode {
     EnrolmentCodeExpired,
     EnrolmentCodeUsed,
     NotFound,
+    /// The caller is known but its role may not do this (an admin API
+    /// route a support key may not use).
+    Forbidden,
     ChallengeMismatch,
     AmountMismatch,
     CurrencyMismatch,

@@ -11,10 +11,13 @@ use ring::hmac;
 use crate::app::App;
 use crate::emv::{ChallengeCancel, MessageCategory, MessageVersion, RReq, TransStatus, TransStatusReason};
 use crate::error::ApiError;
+use crate::flows::admin;
+use crate::secrets::constant_time_eq;
 use crate::storage::{Authentication, CallbackAttempt, CallbackJob, CallbackNext, NewCallback};
 use crate::worker;
 
-/// Header carrying `t=<ms>,v1=<hex HMAC-SHA-256 of "<t>.<body>">`.
+/// Header carrying `t=<ms>,v1=<hex HMAC-SHA-256 of "<t>.<body>">`, with a
+/// second `v1` while a rotated callback secret's overlap lasts.
 pub const SIGNATURE_HEADER: &str = "x-countersign-signature";
 /// How long a claimed job stays hidden from other workers.
 const LEASE_MS: i64 = 60_000;
@@ -49,11 +52,33 @@ pub fn result_callback(a: &Authentication, cancel: Option<ChallengeCancel>) -> N
     }
 }
 
-/// The signature header value for `body` sent at `timestamp_ms`.
-pub fn sign(secret: &str, timestamp_ms: i64, body: &str) -> String {
+/// The signature header value for `body` sent at `timestamp_ms`: one `v1`
+/// per secret, the current one first (then, during a rotation's overlap,
+/// the previous one, so a requestor verifying with either accepts it).
+pub fn sign(secrets: &[String], timestamp_ms: i64, body: &str) -> String {
+    let mut header = format!("t={timestamp_ms}");
+    for secret in secrets {
+        header.push_str(",v1=");
+        header.push_str(&hex::encode(mac(secret, timestamp_ms, body).as_ref()));
+    }
+    header
+}
+
+/// What a requestor does with the header: the signing time if any `v1` in
+/// it is valid for `body` under `secret` (checking its age is theirs).
+pub fn verify(secret: &str, header: &str, body: &str) -> Option<i64> {
+    let mut parts = header.split(',');
+    let t: i64 = parts.next()?.strip_prefix("t=")?.parse().ok()?;
+    let expected = hex::encode(mac(secret, t, body).as_ref());
+    parts
+        .filter_map(|p| p.strip_prefix("v1="))
+        .fold(false, |found, v1| constant_time_eq(v1.as_bytes(), expected.as_bytes()) | found)
+        .then_some(t)
+}
+
+fn mac(secret: &str, timestamp_ms: i64, body: &str) -> hmac::Tag {
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
-    let tag = hmac::sign(&key, format!("{timestamp_ms}.{body}").as_bytes());
-    format!("t={timestamp_ms},v1={}", hex::encode(tag.as_ref()))
+    hmac::sign(&key, format!("{timestamp_ms}.{body}").as_bytes())
 }
 
 /// Sends every due callback once; returns how many were attempted.
@@ -68,13 +93,16 @@ pub async fn deliver_due(app: &App) -> Result<usize, ApiError> {
 }
 
 async fn deliver(app: &App, job: CallbackJob) -> Result<(), ApiError> {
-    let secret = app.storage.requestor(&job.requestor_id).await?.map(|r| r.callback_secret).unwrap_or_default();
     let sent_at = app.now_ms();
+    let secrets = match app.storage.requestor(&job.requestor_id).await? {
+        Some(requestor) => admin::callback_secrets(app, &requestor, sent_at)?,
+        None => Vec::new(),
+    };
     let response = app
         .http
         .post(&job.url)
         .header("content-type", "application/json")
-        .header(SIGNATURE_HEADER, sign(&secret, sent_at, &job.body))
+        .header(SIGNATURE_HEADER, sign(&secrets, sent_at, &job.body))
         .body(job.body.clone())
         .send()
         .await;
@@ -135,10 +163,25 @@ mod tests {
 
     #[test]
     fn signature_binds_time_and_body() {
-        let a = sign("k", 1, "{}");
+        let k = ["k".to_owned()];
+        let a = sign(&k, 1, "{}");
         assert!(a.starts_with("t=1,v1="));
-        assert_ne!(a, sign("k", 2, "{}"));
-        assert_ne!(a, sign("k", 1, "{ }"));
-        assert_ne!(a, sign("j", 1, "{}"));
+        assert_ne!(a, sign(&k, 2, "{}"));
+        assert_ne!(a, sign(&k, 1, "{ }"));
+        assert_ne!(a, sign(&["j".to_owned()], 1, "{}"));
+        assert_eq!(verify("k", &a, "{}"), Some(1));
+        assert_eq!(verify("k", &a, "{ }"), None);
+        assert_eq!(verify("j", &a, "{}"), None);
+        assert_eq!(verify("k", &a.replace("t=1", "t=2"), "{}"), None);
+    }
+
+    #[test]
+    fn during_an_overlap_either_secret_verifies() {
+        let header = sign(&["new".to_owned(), "old".to_owned()], 7, "{}");
+        assert_eq!(header.matches(",v1=").count(), 2);
+        assert_eq!(verify("new", &header, "{}"), Some(7));
+        assert_eq!(verify("old", &header, "{}"), Some(7));
+        assert_eq!(verify("other", &header, "{}"), None);
+        assert_eq!(verify("new", "v1=00,t=7", "{}"), None);
     }
 }

@@ -45,6 +45,8 @@ pub enum Fallback {
     PushFailed,
     /// The cardholder chose "send me a code instead".
     CardholderRequest,
+    /// The device the push went to was revoked (and no other can answer).
+    DeviceRevoked,
 }
 
 impl Fallback {
@@ -56,6 +58,7 @@ impl Fallback {
             Fallback::PushTimeout => "push_timeout",
             Fallback::PushFailed => "push_failed",
             Fallback::CardholderRequest => "cardholder_request",
+            Fallback::DeviceRevoked => "device_revoked",
         }
     }
 }

@@ -4,6 +4,7 @@ use countersign_core::protocol::wire::PushSettings;
 
 use crate::app::App;
 use crate::error::ApiError;
+use crate::flows::codes::{self, Fallback};
 use crate::storage::{AuditEvent, Device};
 
 pub async fn set_push_settings(app: &App, device: &Device, settings: PushSettings) -> Result<(), ApiError> {
@@ -35,9 +36,28 @@ pub async fn unenrol_card(app: &App, device: &Device, card_id: &str) -> Result<(
 }
 
 pub async fn unenrol_device(app: &App, device: &Device) -> Result<(), ApiError> {
-    let now = app.now_ms();
-    let mut audit = AuditEvent::new(now, "device.unenrolled", format!("device:{}", device.id), "ok");
+    let mut audit = AuditEvent::new(app.now_ms(), "device.unenrolled", format!("device:{}", device.id), "ok");
     audit.device_id = Some(device.id.clone());
-    app.storage.revoke_device(&device.id, now, &audit).await?;
+    revoke(app, &device.id, &audit).await?;
     Ok(())
+}
+
+/// Revokes a device everywhere (`audit` says who and why): its signed
+/// requests are refused from now on, and each purchase waiting on it that
+/// no other device of the card can answer falls back to a one-time code at
+/// once rather than at the push deadline. `false` if there is no such
+/// device or it was revoked already.
+pub async fn revoke(app: &App, device_id: &str, audit: &AuditEvent) -> Result<bool, ApiError> {
+    // Read before revoking, while the device's cards are still known; a
+    // purchase that starts in between still falls back at its push deadline.
+    let waiting = app.storage.pending_challenges_for_device(device_id, audit.at).await?;
+    if !app.storage.revoke_device(device_id, audit.at, audit).await? {
+        return Ok(false);
+    }
+    for challenge in waiting {
+        if !app.storage.card_devices(&challenge.card_id).await?.iter().any(Device::pushable) {
+            codes::start(app, &challenge, Fallback::DeviceRevoked).await?;
+        }
+    }
+    Ok(true)
 }

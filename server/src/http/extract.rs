@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::app::App;
 use crate::emv::EmvError;
-use crate::error::ApiError;
+use crate::error::{ApiError, mask_digit_runs};
 use crate::flows::device_auth;
 use crate::secrets::Purpose;
 use crate::storage::{Device, Operator, OperatorRole, Requestor};
@@ -34,23 +34,6 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {}", mask_digit_runs(&e.to_string()))))
-}
-
-fn mask_digit_runs(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut run = String::new();
-    for c in text.chars().chain(std::iter::once('\0')) {
-        if c.is_ascii_digit() {
-            run.push(c);
-            continue;
-        }
-        out.push_str(if run.len() >= 6 { "…" } else { &run });
-        run.clear();
-        if c != '\0' {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// A JSON body for the admin and device APIs.
@@ -154,7 +137,7 @@ impl FromRequestParts<App> for RequestorAuth {
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, EmvError> {
         let key = bearer(parts).ok_or_else(|| EmvError::unauthenticated("Authorization"))?;
         let hash = app.secrets.keyed_hash(Purpose::ApiKey, key.as_bytes());
-        match app.storage.requestor_by_key(&hash).await {
+        match app.storage.requestor_by_key(&hash, app.now_ms()).await {
             Ok(Some(r)) => Ok(Self(r)),
             Ok(None) => Err(EmvError::unauthenticated("Authorization")),
             Err(e) => Err(EmvError::transient(e.to_string())),
@@ -162,23 +145,8 @@ impl FromRequestParts<App> for RequestorAuth {
     }
 }
 
-/// An operator named by its API key.
+/// Any operator — `support` or `admin` — named by its API key.
 pub struct OperatorAuth(pub Operator);
-
-impl OperatorAuth {
-    /// Refuses a support key where an admin one is needed.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.0.role == OperatorRole::Admin {
-            Ok(())
-        } else {
-            Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Unauthenticated, "this needs an admin key"))
-        }
-    }
-
-    pub fn actor(&self) -> String {
-        format!("operator:{}", self.0.id)
-    }
-}
 
 impl FromRequestParts<App> for OperatorAuth {
     type Rejection = ApiError;
@@ -191,20 +159,22 @@ impl FromRequestParts<App> for OperatorAuth {
             .operator_by_key(&hash)
             .await?
             .map(Self)
-            .ok_or_else(|| ApiError::unauthenticated("unknown operator API key"))
+            .ok_or_else(|| ApiError::unauthenticated("unknown or revoked operator API key"))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// An operator with the `admin` role; a `support` key gets 403 `forbidden`.
+/// A handler's signature thus says who may call it.
+pub struct AdminAuth(pub Operator);
 
-    #[test]
-    fn long_digit_runs_are_masked() {
-        assert_eq!(
-            mask_digit_runs("invalid type: integer `378282246310005`, line 1"),
-            "invalid type: integer `…`, line 1"
-        );
-        assert_eq!(mask_digit_runs("12345 ok 123456"), "12345 ok …");
+impl FromRequestParts<App> for AdminAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+        let OperatorAuth(operator) = OperatorAuth::from_request_parts(parts, app).await?;
+        if operator.role != OperatorRole::Admin {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, "this needs an admin key"));
+        }
+        Ok(Self(operator))
     }
 }

@@ -17,7 +17,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, PartialSchema, ToResponse};
 
-use super::{admin, device, health, requestor, window};
+use super::{device, health, requestor, window};
 use crate::emv::{Erro, RReq};
 
 #[derive(OpenApi)]
@@ -53,19 +53,6 @@ use crate::emv::{Erro, RReq};
         crate::window::routes::creq_get,
         crate::window::routes::act,
         crate::window::routes::poll,
-        admin::create_requestor,
-        admin::create_card,
-        admin::card,
-        admin::card_devices,
-        admin::create_enrolment_code,
-        admin::set_contacts,
-        admin::set_security_questions,
-        admin::security_questions,
-        admin::unblock_card,
-        admin::messages,
-        admin::pushes,
-        admin::audit,
-        admin::verify_authentication_value,
     ),
     components(
         schemas(ErrorBody, Erro, RReq),

@@ -6,6 +6,7 @@
 //! enrolment code being spent) is a conditional update whose row count
 //! decides who won.
 
+mod audit_search;
 mod events;
 mod model;
 pub mod postgres;
@@ -41,17 +42,58 @@ pub trait Storage: Send + Sync + 'static {
     fn challenge_events(&self) -> &ChallengeEvents;
 
     // Requestors and operators, found by the keyed hash of their API key.
-    async fn create_requestor(&self, requestor: &Requestor, api_key_hash: &[u8], now: i64) -> StorageResult<()>;
-    async fn requestor_by_key(&self, api_key_hash: &[u8]) -> StorageResult<Option<Requestor>>;
+    async fn create_requestor(&self, requestor: &Requestor, api_key_hash: &[u8]) -> StorageResult<()>;
+    /// The requestor whose API key hashes to this: its current key, or the
+    /// one a rotation replaced while that is still valid at `now`.
+    async fn requestor_by_key(&self, api_key_hash: &[u8], now: i64) -> StorageResult<Option<Requestor>>;
     async fn requestor(&self, id: &str) -> StorageResult<Option<Requestor>>;
-    async fn create_operator(&self, operator: &Operator, api_key_hash: &[u8], now: i64) -> StorageResult<()>;
+    /// Every requestor, by id.
+    async fn requestors(&self) -> StorageResult<Vec<Requestor>>;
+    /// Makes `new_value` (an API key hash or a sealed callback secret) the
+    /// requestor's current credential; the one it replaces stays valid until
+    /// `previous_until` (a previous one still in its overlap is dropped).
+    /// `false` if there is no such requestor.
+    async fn rotate_requestor_credential(
+        &self,
+        id: &str,
+        credential: Credential,
+        new_value: &[u8],
+        previous_until: i64,
+        audit: &AuditEvent,
+    ) -> StorageResult<bool>;
+    /// Ends a rotation's overlap now: the previous credential stops working.
+    /// `false` if the requestor had none.
+    async fn drop_previous_credential(
+        &self,
+        id: &str,
+        credential: Credential,
+        audit: &AuditEvent,
+    ) -> StorageResult<bool>;
+    /// Replaces a callback secret stored in the clear by its sealed form,
+    /// unless it changed meanwhile; `false` then.
+    async fn seal_legacy_callback_secret(&self, id: &str, legacy: &str, sealed: &[u8]) -> StorageResult<bool>;
+    async fn create_operator(&self, operator: &Operator, api_key_hash: &[u8]) -> StorageResult<()>;
+    /// The operator whose API key hashes to this, unless revoked.
     async fn operator_by_key(&self, api_key_hash: &[u8]) -> StorageResult<Option<Operator>>;
+    /// Every operator, revoked ones too, oldest first.
+    async fn operators(&self) -> StorageResult<Vec<Operator>>;
+    /// `false` if there is no such operator or it was revoked already.
+    async fn revoke_operator(&self, id: &str, now: i64, audit: &AuditEvent) -> StorageResult<bool>;
 
     // Cards.
     async fn create_card(&self, card: &NewCard) -> StorageResult<()>;
     async fn card(&self, id: &str) -> StorageResult<Option<Card>>;
     async fn card_by_pan_hash(&self, pan_hash: &[u8]) -> StorageResult<Option<Card>>;
     async fn card_activity(&self, card_id: &str, currency: u16, recent_since: i64) -> StorageResult<CardActivity>;
+    /// Creates each card, or — when its number is registered already —
+    /// sets the language and contacts the row has (a `None` keeps the
+    /// card's own), all in one transaction. Each card created or changed is
+    /// audited as a copy of `audit` with kind `card.created` or
+    /// `card.updated` and the card's id.
+    async fn import_cards(&self, cards: &[NewCard], audit: &AuditEvent) -> StorageResult<Vec<CardImported>>;
+    /// `false` if there is no such card.
+    async fn set_card_language(&self, card_id: &str, language: Option<&str>, audit: &AuditEvent)
+    -> StorageResult<bool>;
 
     // Enrolment.
     async fn create_enrolment_code(&self, code: &EnrolmentCode) -> StorageResult<()>;
@@ -83,7 +125,10 @@ pub trait Storage: Send + Sync + 'static {
     ) -> StorageResult<()>;
     /// Returns whether the device was enrolled for the card.
     async fn unenrol_card(&self, device_id: &str, card_id: &str, audit: &AuditEvent) -> StorageResult<bool>;
-    async fn revoke_device(&self, device_id: &str, now: i64, audit: &AuditEvent) -> StorageResult<()>;
+    /// Revokes the device and ends all its enrolments; `audit` is written
+    /// once per card it was enrolled for (with that card's id), or once if
+    /// none. `false` if there is no such device or it was revoked already.
+    async fn revoke_device(&self, device_id: &str, now: i64, audit: &AuditEvent) -> StorageResult<bool>;
     /// Records a request nonce; `false` if the device used it since
     /// `window_start` (a replay). Forgets nonces older than that.
     async fn remember_nonce(&self, device_id: &str, nonce: &[u8], now: i64, window_start: i64) -> StorageResult<bool>;
@@ -217,5 +262,5 @@ pub trait Storage: Send + Sync + 'static {
 
     // Audit.
     async fn append_audit(&self, event: &AuditEvent) -> StorageResult<()>;
-    async fn audit_events(&self, filter: &AuditFilter) -> StorageResult<Vec<AuditEvent>>;
+    async fn audit_events(&self, filter: &AuditFilter) -> StorageResult<Vec<AuditRecord>>;
 }

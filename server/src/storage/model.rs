@@ -2,14 +2,80 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A merchant or 3DS server allowed to send AReqs.
+/// A merchant or 3DS server allowed to send AReqs. Its API key is kept
+/// only as a keyed hash (not here: it is what finds the requestor).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Requestor {
     /// Its `threeDSRequestorID`.
     pub id: String,
     pub name: String,
     /// Key for the HMAC on result callbacks; shared with the requestor.
-    pub callback_secret: String,
+    pub callback_secret: StoredSecret,
+    /// After a rotation, the secret it replaced: callbacks are signed with
+    /// both until `until`, so the requestor can switch without a gap.
+    pub previous_callback_secret: Option<PreviousSecret>,
+    /// After a rotation, when the API key it replaced stops working.
+    pub previous_key_expires_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// A secret the server must use again (so cannot keep as a hash), as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredSecret {
+    /// Sealed under a key derived from the master key (`Secrets::seal`).
+    Sealed(Vec<u8>),
+    /// In the clear, as versions before sealing stored it; sealed at the
+    /// next start (`flows::admin::seal_legacy_callback_secrets`).
+    Legacy(String),
+}
+
+impl StoredSecret {
+    /// From its two columns: the sealed secret, and the clear one (`''`
+    /// once sealed; the column stays so that nodes of the previous version
+    /// keep answering during a rolling upgrade). `None` if both are empty.
+    pub fn from_columns(sealed: Option<Vec<u8>>, clear: String) -> Option<Self> {
+        match sealed {
+            Some(sealed) => Some(Self::Sealed(sealed)),
+            None if !clear.is_empty() => Some(Self::Legacy(clear)),
+            None => None,
+        }
+    }
+
+    /// Its two columns: sealed, clear.
+    pub fn columns(&self) -> (Option<&[u8]>, &str) {
+        match self {
+            Self::Sealed(sealed) => (Some(sealed), ""),
+            Self::Legacy(clear) => (None, clear),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousSecret {
+    pub sealed: Vec<u8>,
+    pub until: i64,
+}
+
+impl PreviousSecret {
+    pub fn from_columns(sealed: Option<Vec<u8>>, until: Option<i64>) -> Option<Self> {
+        Some(Self { sealed: sealed?, until: until? })
+    }
+}
+
+/// A requestor credential that can be rotated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    ApiKey,
+    CallbackSecret,
+}
+
+impl Credential {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Credential::ApiKey => "api_key",
+            Credential::CallbackSecret => "callback_secret",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +107,16 @@ pub struct Operator {
     pub id: String,
     pub name: String,
     pub role: OperatorRole,
+    pub created_at: i64,
+    /// A revoked operator's key no longer authenticates.
+    pub revoked_at: Option<i64>,
+}
+
+impl Operator {
+    /// How audit lines name this operator.
+    pub fn actor(&self) -> String {
+        format!("operator:{}", self.id)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +136,24 @@ pub struct Card {
 impl Card {
     pub fn masked_pan(&self) -> String {
         format!("•••• {}", self.pan_last4)
+    }
+
+    /// This card with what an import row sets (a `None` keeps the card's
+    /// own), and the names of the fields that changed.
+    pub fn with_imported(&self, row: &Card) -> (Card, Vec<&'static str>) {
+        let mut card = self.clone();
+        let mut changed = Vec::new();
+        for (name, field, value) in [
+            ("language", &mut card.language, &row.language),
+            ("email", &mut card.email, &row.email),
+            ("phone", &mut card.phone, &row.phone),
+        ] {
+            if value.is_some() && value != field {
+                field.clone_from(value);
+                changed.push(name);
+            }
+        }
+        (card, changed)
     }
 }
 
@@ -299,13 +393,65 @@ impl AuditEvent {
             detail: serde_json::Value::Null,
         }
     }
+
+    /// This event for each of `cards`, or as it is if there are none.
+    pub fn per_card(&self, cards: &[String]) -> Vec<AuditEvent> {
+        if cards.is_empty() {
+            return vec![self.clone()];
+        }
+        cards.iter().map(|card| AuditEvent { card_id: Some(card.clone()), ..self.clone() }).collect()
+    }
+
+    /// What an import did to one card, as a line of its own.
+    pub fn card_imported(&self, imported: &CardImported, changed: &[&str]) -> Option<AuditEvent> {
+        let (kind, card) = match imported {
+            CardImported::Created(card) => ("card.created", card),
+            CardImported::Updated(card) => ("card.updated", card),
+            CardImported::Unchanged(_) => return None,
+        };
+        Some(AuditEvent {
+            kind: kind.into(),
+            card_id: Some(card.clone()),
+            detail: serde_json::json!({ "via": "import", "changed": changed }),
+            ..self.clone()
+        })
+    }
 }
 
+/// An audit line as stored: its position in the log, and the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Increases with every line appended; pages of a search follow it.
+    pub id: i64,
+    pub event: AuditEvent,
+}
+
+/// Which audit lines to read: those matching every field set, in the
+/// order they were appended, after `after_id`, at most `limit`.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub card_id: Option<String>,
     pub acs_trans_id: Option<String>,
+    pub device_id: Option<String>,
+    pub actor: Option<String>,
+    pub kind: Option<String>,
+    pub outcome: Option<String>,
+    /// `at` from this time on (inclusive)…
+    pub from: Option<i64>,
+    /// …and before this one (exclusive).
+    pub until: Option<i64>,
+    pub after_id: Option<i64>,
     pub limit: u32,
+}
+
+/// What importing a card did, with the card's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CardImported {
+    Created(String),
+    /// It existed; the row changed some of its fields.
+    Updated(String),
+    /// It existed with the row's fields already.
+    Unchanged(String),
 }
 
 /// What the risk engine needs to know of a card's past.

@@ -267,11 +267,10 @@ async fn rreq(app: &App, headers: &HeaderMap, body: &[u8]) -> Response {
     };
     let signature = headers.get(callbacks::SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let text = String::from_utf8_lossy(body);
-    let signed_at = signature.strip_prefix("t=").and_then(|r| r.split(',').next()).and_then(|t| t.parse::<i64>().ok());
-    let valid = signed_at.is_some_and(|t| {
-        constant_time_eq(callbacks::sign(&requestor.callback_secret, t, &text).as_bytes(), signature.as_bytes())
-    });
-    if !valid {
+    let Ok(secrets) = admin::callback_secrets(app, &requestor, app.now_ms()) else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    if callbacks::verify(&secrets[0], signature, &text).is_none() {
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let acs = serde_json::from_slice::<serde_json::Value>(body)

@@ -266,8 +266,8 @@ const POLL_FOR: Duration = Duration::from_secs(20);
 /// Wait for the window to change
 ///
 /// The page's live update: answers as soon as the screen differs from
-/// `seen` (a decision or a code on any node wakes it), or after
-/// [`POLL_FOR`]. Not the cardholder's activity.
+/// `seen` (a decision or a code on any node wakes it), or after about
+/// 20 seconds. Not the cardholder's activity.
 #[utoipa::path(
     post, path = "/challenge/poll", tag = "challenge window (browser)", operation_id = "pollWindow",
     request_body(content = PollForm, content_type = "application/x-www-form-urlencoded"),

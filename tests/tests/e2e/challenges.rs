@@ -125,7 +125,7 @@ async fn an_unanswered_challenge_expires_once_with_timeout_reason() {
     assert_eq!(rreqs[0]["transStatus"], "N");
     assert_eq!(rreqs[0]["challengeCancel"], "04");
     let (_, audit) = s.admin(Method::GET, &format!("/v1/admin/audit?acsTransID={acs}"), None).await;
-    let ended: Vec<_> = audit.as_array().unwrap().iter().filter(|e| e["kind"] == "challenge.ended").collect();
+    let ended: Vec<_> = audit["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "challenge.ended").collect();
     assert_eq!(ended.len(), 1);
     assert_eq!(ended[0]["outcome"], "expired");
 }
@@ -167,7 +167,7 @@ async fn twenty_concurrent_decisions_have_exactly_one_outcome() {
     assert_eq!(receiver.bodies().len(), 1);
     assert_eq!(receiver.bodies()[0]["transStatus"], expected);
     let (_, audit) = s.admin(Method::GET, &format!("/v1/admin/audit?acsTransID={acs}"), None).await;
-    assert_eq!(audit.as_array().unwrap().iter().filter(|e| e["kind"] == "challenge.ended").count(), 1);
+    assert_eq!(audit["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "challenge.ended").count(), 1);
 }
 
 /// Awaits every future concurrently (tokio tasks; no extra crate).

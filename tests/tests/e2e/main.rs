@@ -8,6 +8,7 @@
 
 mod support;
 
+mod admin;
 mod authentication;
 mod callbacks;
 mod challenges;

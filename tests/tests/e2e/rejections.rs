@@ -230,7 +230,7 @@ async fn a_request_replayed_byte_for_byte_is_refused() {
     assert_eq!(status["transStatus"], "N");
     assert_eq!(status["transStatusReason"], "11");
     let (_, audit) = fx.s.admin(Method::GET, &format!("/v1/admin/audit?acsTransID={}", fx.acs), None).await;
-    let ended = audit.as_array().unwrap().iter().filter(|e| e["kind"] == "challenge.ended").count();
+    let ended = audit["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "challenge.ended").count();
     assert_eq!(ended, 1);
 }
 

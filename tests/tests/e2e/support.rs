@@ -210,13 +210,25 @@ impl ServerApi {
 
     /// An admin API call; returns status and JSON body.
     pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, self.url(path)).bearer_auth(&self.admin_key);
+        self.admin_as(Some(&self.admin_key), method, path, body).await
+    }
+
+    /// An admin API call with this operator key (or none).
+    pub async fn admin_as(
+        &self,
+        key: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        send(req).await
     }
 
     pub async fn create_requestor(&self, id: &str) -> CreatedRequestor {
@@ -536,4 +548,29 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+/// A secret and how to look for it: digits must stand alone (not inside a
+/// longer number such as a timestamp), anything else as a plain substring.
+pub struct Secret {
+    pub what: &'static str,
+    pub value: String,
+}
+
+impl Secret {
+    pub fn new(what: &'static str, value: impl Into<String>) -> Self {
+        Self { what, value: value.into() }
+    }
+}
+
+pub fn leaks(text: &str, secret: &Secret) -> bool {
+    let value = secret.value.as_str();
+    if !value.bytes().all(|b| b.is_ascii_digit()) {
+        return text.contains(value);
+    }
+    text.match_indices(value).any(|(at, _)| {
+        let before = text[..at].chars().next_back().is_some_and(|c| c.is_ascii_digit());
+        let after = text[at + value.len()..].chars().next().is_some_and(|c| c.is_ascii_digit());
+        !before && !after
+    })
 }

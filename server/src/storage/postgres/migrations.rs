@@ -7,7 +7,7 @@
 
 use tokio_postgres::Client;
 
-const MIGRATIONS: &[(i32, &str)] = &[(1, INITIAL), (2, CHALLENGE_WINDOW)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, INITIAL), (2, CHALLENGE_WINDOW), (3, ADMINISTRATION)];
 
 /// Any fixed number works as long as nothing else in the database takes the
 /// same advisory lock; this one spells "cntrsign".
@@ -259,9 +259,27 @@ CREATE TABLE security_questions (
 );
 "#;
 
-/// Applies every migration not yet applied, in one transaction under the
-/// migration lock; returns how many ran.
-pub async fn migrate(client: &mut Client, now_ms: i64) -> Result<usize, tokio_postgres::Error> {
+/// Operating the server: operators can be revoked; requestor credentials
+/// rotate with an overlap; callback secrets are sealed rather than kept in
+/// the clear; audit lines are searched by time. (SQLite's version 4.)
+const ADMINISTRATION: &str = r#"
+ALTER TABLE operators ADD COLUMN revoked_at BIGINT;
+
+ALTER TABLE requestors ADD COLUMN previous_api_key_hash BYTEA UNIQUE;
+ALTER TABLE requestors ADD COLUMN previous_key_expires_at BIGINT;
+ALTER TABLE requestors ADD COLUMN callback_secret_sealed BYTEA;
+ALTER TABLE requestors ADD COLUMN previous_callback_secret_sealed BYTEA;
+ALTER TABLE requestors ADD COLUMN previous_callback_secret_until BIGINT;
+-- `callback_secret` (the secret in the clear) becomes '' once the server,
+-- which holds the sealing key, has sealed it at start. It stays, so that
+-- nodes of the previous version keep answering during a rolling upgrade.
+
+CREATE INDEX audit_by_time ON audit_events (at);
+"#;
+
+/// Applies every migration up to `until` not yet applied, in one
+/// transaction under the migration lock; returns how many ran.
+pub async fn migrate(client: &mut Client, now_ms: i64, until: u32) -> Result<usize, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
     tx.batch_execute(
@@ -269,7 +287,7 @@ pub async fn migrate(client: &mut Client, now_ms: i64) -> Result<usize, tokio_po
     )
     .await?;
     let mut applied = 0;
-    for (version, sql) in MIGRATIONS {
+    for (version, sql) in MIGRATIONS.iter().take_while(|(v, _)| *v as u32 <= until) {
         let done = tx.query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[version]).await?.is_some();
         if !done {
             tx.batch_execute(sql).await?;

@@ -45,7 +45,7 @@ impl PostgresStorage {
     /// opened as needed. `ca_file` is `database.ca_file`, for TLS.
     pub fn open(url: &str, ca_file: Option<&Path>, connections: usize, now_ms: i64) -> StorageResult<Self> {
         let target = Target::new(url, ca_file)?;
-        run_migrations(target.clone(), now_ms)?;
+        run_migrations(target.clone(), now_ms, latest_version())?;
         let (listener, stopped) = tokio::sync::watch::channel(());
         let events = Arc::new_cyclic(|events: &Weak<ChallengeEvents>| {
             let (events, target) = (events.clone(), target.clone());
@@ -58,6 +58,12 @@ impl PostgresStorage {
             })
         });
         Ok(Self { pool: pool::build(target, connections)?, events, _listener: listener })
+    }
+
+    /// Brings a database to schema `version` only — what an older build
+    /// left behind — so that upgrades can be tested.
+    pub fn migrate_to(url: &str, version: u32, now_ms: i64) -> StorageResult<usize> {
+        run_migrations(Target::new(url, None)?, now_ms, version)
     }
 
     async fn conn(&self) -> StorageResult<deadpool_postgres::Object> {
@@ -90,6 +96,24 @@ impl PostgresStorage {
         execute(&c, sql, params).await
     }
 
+    /// One conditional statement and, if it changed a row, its audit line,
+    /// in one transaction; says whether it changed one.
+    async fn update_audited(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        audit: &AuditEvent,
+    ) -> StorageResult<bool> {
+        let mut c = self.conn().await?;
+        let tx = begin(&mut c).await?;
+        let changed = execute(&tx, sql, params).await? == 1;
+        if changed {
+            insert_audit(&tx, audit).await?;
+        }
+        commit(tx).await?;
+        Ok(changed)
+    }
+
     /// An insert whose integrity violations mean `Conflict(what)`.
     async fn insert(&self, sql: &str, params: &[&(dyn ToSql + Sync)], what: &'static str) -> StorageResult<()> {
         let c = self.conn().await?;
@@ -100,7 +124,7 @@ impl PostgresStorage {
 /// Applies migrations on a thread of its own: `open` is synchronous (as
 /// `App::open` is) and is called from inside the async runtime, which
 /// cannot block on a future of its own.
-fn run_migrations(target: Target, now_ms: i64) -> StorageResult<usize> {
+fn run_migrations(target: Target, now_ms: i64, until: u32) -> StorageResult<usize> {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -109,7 +133,7 @@ fn run_migrations(target: Target, now_ms: i64) -> StorageResult<usize> {
         runtime.block_on(async {
             let (mut client, connection) = target.config.connect(target.tls).await.map_err(classify)?;
             let connection = tokio::spawn(connection);
-            let applied = migrations::migrate(&mut client, now_ms).await.map_err(classify);
+            let applied = migrations::migrate(&mut client, now_ms, until).await.map_err(classify);
             drop(client);
             let _ = connection.await;
             applied
@@ -195,8 +219,32 @@ fn qualified(cols: &str, alias: &str) -> String {
     cols.split(',').map(|col| format!("{alias}.{}", col.trim())).collect::<Vec<_>>().join(", ")
 }
 
+const REQUESTOR_COLUMNS: &str = "id, name, callback_secret_sealed, callback_secret, \
+    previous_callback_secret_sealed, previous_callback_secret_until, previous_key_expires_at, created_at";
+
 fn requestor_from(r: &Row) -> StorageResult<Requestor> {
-    Ok(Requestor { id: get(r, 0)?, name: get(r, 1)?, callback_secret: get(r, 2)? })
+    Ok(Requestor {
+        id: get(r, 0)?,
+        name: get(r, 1)?,
+        callback_secret: StoredSecret::from_columns(get(r, 2)?, get(r, 3)?)
+            .ok_or_else(|| corrupt("requestor without a callback secret"))?,
+        previous_callback_secret: PreviousSecret::from_columns(get(r, 4)?, get(r, 5)?),
+        previous_key_expires_at: get(r, 6)?,
+        created_at: get(r, 7)?,
+    })
+}
+
+const OPERATOR_COLUMNS: &str = "id, name, role, created_at, revoked_at";
+
+fn operator_from(r: &Row) -> StorageResult<Operator> {
+    let role: String = get(r, 2)?;
+    Ok(Operator {
+        id: get(r, 0)?,
+        name: get(r, 1)?,
+        role: OperatorRole::parse(&role).ok_or_else(|| corrupt("operator role"))?,
+        created_at: get(r, 3)?,
+        revoked_at: get(r, 4)?,
+    })
 }
 
 const CARD_COLUMNS: &str = "id, pan_last4, language, email, phone, blocked_at, failed_code_attempts, created_at";
@@ -324,17 +372,22 @@ fn one_time_code_from(r: &Row) -> StorageResult<OneTimeCode> {
     })
 }
 
-fn audit_from(r: &Row) -> StorageResult<AuditEvent> {
-    Ok(AuditEvent {
-        at: get(r, 0)?,
-        kind: get(r, 1)?,
-        actor: get(r, 2)?,
-        card_id: get(r, 3)?,
-        acs_trans_id: get(r, 4)?,
-        challenge_id: get(r, 5)?,
-        device_id: get(r, 6)?,
-        outcome: get(r, 7)?,
-        detail: get(r, 8)?,
+const AUDIT_COLUMNS: &str = "id, at, kind, actor, card_id, acs_trans_id, challenge_id, device_id, outcome, detail";
+
+fn audit_from(r: &Row) -> StorageResult<AuditRecord> {
+    Ok(AuditRecord {
+        id: get(r, 0)?,
+        event: AuditEvent {
+            at: get(r, 1)?,
+            kind: get(r, 2)?,
+            actor: get(r, 3)?,
+            card_id: get(r, 4)?,
+            acs_trans_id: get(r, 5)?,
+            challenge_id: get(r, 6)?,
+            device_id: get(r, 7)?,
+            outcome: get(r, 8)?,
+            detail: get(r, 9)?,
+        },
     })
 }
 
@@ -378,47 +431,119 @@ impl Storage for PostgresStorage {
         &self.events
     }
 
-    async fn create_requestor(&self, r: &Requestor, api_key_hash: &[u8], now: i64) -> StorageResult<()> {
+    async fn create_requestor(&self, r: &Requestor, api_key_hash: &[u8]) -> StorageResult<()> {
+        let (sealed, legacy) = r.callback_secret.columns();
         self.insert(
-            "INSERT INTO requestors (id, name, api_key_hash, callback_secret, created_at) VALUES ($1, $2, $3, $4, $5)",
-            &[&r.id, &r.name, &api_key_hash, &r.callback_secret, &now],
+            "INSERT INTO requestors (id, name, api_key_hash, callback_secret_sealed, callback_secret, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&r.id, &r.name, &api_key_hash, &sealed, &legacy, &r.created_at],
             "requestor",
         )
         .await
     }
 
-    async fn requestor_by_key(&self, api_key_hash: &[u8]) -> StorageResult<Option<Requestor>> {
+    async fn requestor_by_key(&self, api_key_hash: &[u8], now: i64) -> StorageResult<Option<Requestor>> {
         self.read_one(
-            "SELECT id, name, callback_secret FROM requestors WHERE api_key_hash = $1",
-            &[&api_key_hash],
+            &format!(
+                "SELECT {REQUESTOR_COLUMNS} FROM requestors \
+                 WHERE api_key_hash = $1 OR (previous_api_key_hash = $1 AND previous_key_expires_at > $2)"
+            ),
+            &[&api_key_hash, &now],
             requestor_from,
         )
         .await
     }
 
     async fn requestor(&self, id: &str) -> StorageResult<Option<Requestor>> {
-        self.read_one("SELECT id, name, callback_secret FROM requestors WHERE id = $1", &[&id], requestor_from).await
+        self.read_one(&format!("SELECT {REQUESTOR_COLUMNS} FROM requestors WHERE id = $1"), &[&id], requestor_from)
+            .await
     }
 
-    async fn create_operator(&self, o: &Operator, api_key_hash: &[u8], now: i64) -> StorageResult<()> {
+    async fn requestors(&self) -> StorageResult<Vec<Requestor>> {
+        self.read_all(&format!("SELECT {REQUESTOR_COLUMNS} FROM requestors ORDER BY id"), &[], requestor_from).await
+    }
+
+    async fn rotate_requestor_credential(
+        &self,
+        id: &str,
+        credential: Credential,
+        new_value: &[u8],
+        previous_until: i64,
+        audit: &AuditEvent,
+    ) -> StorageResult<bool> {
+        // Every right-hand side reads the row as it was: the current value
+        // becomes the previous one.
+        let sql = match credential {
+            Credential::ApiKey => {
+                "UPDATE requestors SET previous_api_key_hash = api_key_hash, previous_key_expires_at = $3, \
+                 api_key_hash = $2 WHERE id = $1"
+            }
+            Credential::CallbackSecret => {
+                "UPDATE requestors SET previous_callback_secret_sealed = callback_secret_sealed, \
+                 previous_callback_secret_until = $3, callback_secret_sealed = $2, callback_secret = '' \
+                 WHERE id = $1"
+            }
+        };
+        self.update_audited(sql, &[&id, &new_value, &previous_until], audit).await
+    }
+
+    async fn drop_previous_credential(
+        &self,
+        id: &str,
+        credential: Credential,
+        audit: &AuditEvent,
+    ) -> StorageResult<bool> {
+        let sql = match credential {
+            Credential::ApiKey => {
+                "UPDATE requestors SET previous_api_key_hash = NULL, previous_key_expires_at = NULL \
+                 WHERE id = $1 AND previous_api_key_hash IS NOT NULL"
+            }
+            Credential::CallbackSecret => {
+                "UPDATE requestors SET previous_callback_secret_sealed = NULL, previous_callback_secret_until = NULL \
+                 WHERE id = $1 AND previous_callback_secret_sealed IS NOT NULL"
+            }
+        };
+        self.update_audited(sql, &[&id], audit).await
+    }
+
+    async fn seal_legacy_callback_secret(&self, id: &str, legacy: &str, sealed: &[u8]) -> StorageResult<bool> {
+        let changed = self
+            .execute(
+                "UPDATE requestors SET callback_secret_sealed = $3, callback_secret = '' \
+                 WHERE id = $1 AND callback_secret = $2 AND callback_secret_sealed IS NULL",
+                &[&id, &legacy, &sealed],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn create_operator(&self, o: &Operator, api_key_hash: &[u8]) -> StorageResult<()> {
         self.insert(
-            "INSERT INTO operators (id, name, role, api_key_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
-            &[&o.id, &o.name, &o.role.as_str(), &api_key_hash, &now],
+            "INSERT INTO operators (id, name, role, api_key_hash, created_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&o.id, &o.name, &o.role.as_str(), &api_key_hash, &o.created_at, &o.revoked_at],
             "operator",
         )
         .await
     }
 
     async fn operator_by_key(&self, api_key_hash: &[u8]) -> StorageResult<Option<Operator>> {
-        self.read_one("SELECT id, name, role FROM operators WHERE api_key_hash = $1", &[&api_key_hash], |r| {
-            let role: String = get(r, 2)?;
-            Ok(Operator {
-                id: get(r, 0)?,
-                name: get(r, 1)?,
-                role: OperatorRole::parse(&role).ok_or_else(|| corrupt("operator role"))?,
-            })
-        })
+        self.read_one(
+            &format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE api_key_hash = $1 AND revoked_at IS NULL"),
+            &[&api_key_hash],
+            operator_from,
+        )
         .await
+    }
+
+    async fn operators(&self) -> StorageResult<Vec<Operator>> {
+        self.read_all(&format!("SELECT {OPERATOR_COLUMNS} FROM operators ORDER BY created_at, id"), &[], operator_from)
+            .await
+    }
+
+    async fn revoke_operator(&self, id: &str, now: i64, audit: &AuditEvent) -> StorageResult<bool> {
+        let sql = "UPDATE operators SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
+        self.update_audited(sql, &[&id, &now], audit).await
     }
 
     async fn create_card(&self, new: &NewCard) -> StorageResult<()> {
@@ -463,6 +588,76 @@ impl Storage for PostgresStorage {
             )
             .await?;
         activity.ok_or_else(|| corrupt("card activity"))
+    }
+
+    async fn import_cards(&self, cards: &[NewCard], audit: &AuditEvent) -> StorageResult<Vec<CardImported>> {
+        let mut c = self.conn().await?;
+        let tx = begin(&mut c).await?;
+        // Rows are written in card-number order, so two imports touching the
+        // same cards lock them in the same order and cannot deadlock.
+        let mut order: Vec<usize> = (0..cards.len()).collect();
+        order.sort_by(|&a, &b| cards[a].pan_hash.cmp(&cards[b].pan_hash));
+        let mut out = vec![None; cards.len()];
+        for at in order {
+            let new = &cards[at];
+            let card = &new.card;
+            // A concurrent import of the same number waits here for the
+            // other's commit, then finds the card instead of failing.
+            let inserted = execute(
+                &tx,
+                "INSERT INTO cards (id, pan_hash, pan_last4, language, email, phone, blocked_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (pan_hash) DO NOTHING",
+                &[
+                    &card.id,
+                    &new.pan_hash,
+                    &card.pan_last4,
+                    &card.language,
+                    &card.email,
+                    &card.phone,
+                    &card.blocked_at,
+                    &card.created_at,
+                ],
+            )
+            .await?;
+            let (imported, changed) = if inserted == 1 {
+                (CardImported::Created(card.id.clone()), Vec::new())
+            } else {
+                let row = query_opt(
+                    &tx,
+                    &format!("SELECT {CARD_COLUMNS} FROM cards WHERE pan_hash = $1 FOR UPDATE"),
+                    &[&new.pan_hash],
+                )
+                .await?
+                .ok_or_else(|| corrupt("an imported card vanished"))?;
+                let (merged, changed) = card_from(&row)?.with_imported(card);
+                if changed.is_empty() {
+                    (CardImported::Unchanged(merged.id), changed)
+                } else {
+                    execute(
+                        &tx,
+                        "UPDATE cards SET language = $2, email = $3, phone = $4 WHERE id = $1",
+                        &[&merged.id, &merged.language, &merged.email, &merged.phone],
+                    )
+                    .await?;
+                    (CardImported::Updated(merged.id), changed)
+                }
+            };
+            if let Some(line) = audit.card_imported(&imported, &changed) {
+                insert_audit(&tx, &line).await?;
+            }
+            out[at] = Some(imported);
+        }
+        commit(tx).await?;
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    async fn set_card_language(
+        &self,
+        card_id: &str,
+        language: Option<&str>,
+        audit: &AuditEvent,
+    ) -> StorageResult<bool> {
+        self.update_audited("UPDATE cards SET language = $2 WHERE id = $1", &[&card_id, &language], audit).await
     }
 
     async fn create_enrolment_code(&self, code: &EnrolmentCode) -> StorageResult<()> {
@@ -646,18 +841,28 @@ impl Storage for PostgresStorage {
         Ok(removed == 1)
     }
 
-    async fn revoke_device(&self, device_id: &str, now: i64, audit: &AuditEvent) -> StorageResult<()> {
+    async fn revoke_device(&self, device_id: &str, now: i64, audit: &AuditEvent) -> StorageResult<bool> {
         let mut c = self.conn().await?;
         let tx = begin(&mut c).await?;
-        execute(
+        let revoked = execute(
             &tx,
             "UPDATE devices SET revoked_at = $2, push_token = NULL, updated_at = $2 WHERE id = $1 AND revoked_at IS NULL",
             &[&device_id, &now],
         )
         .await?;
-        execute(&tx, "DELETE FROM device_cards WHERE device_id = $1", &[&device_id]).await?;
-        insert_audit(&tx, audit).await?;
-        commit(tx).await
+        if revoked == 0 {
+            return Ok(false);
+        }
+        let cards = query(&tx, "DELETE FROM device_cards WHERE device_id = $1 RETURNING card_id", &[&device_id])
+            .await?
+            .iter()
+            .map(|r| get(r, 0))
+            .collect::<StorageResult<Vec<String>>>()?;
+        for line in audit.per_card(&cards) {
+            insert_audit(&tx, &line).await?;
+        }
+        commit(tx).await?;
+        Ok(true)
     }
 
     async fn remember_nonce(&self, device_id: &str, nonce: &[u8], now: i64, window_start: i64) -> StorageResult<bool> {
@@ -1348,13 +1553,18 @@ impl Storage for PostgresStorage {
         insert_audit(&c, event).await
     }
 
-    async fn audit_events(&self, filter: &AuditFilter) -> StorageResult<Vec<AuditEvent>> {
-        self.read_all(
-            "SELECT at, kind, actor, card_id, acs_trans_id, challenge_id, device_id, outcome, detail FROM audit_events \
-             WHERE ($1::TEXT IS NULL OR card_id = $1) AND ($2::TEXT IS NULL OR acs_trans_id = $2) ORDER BY id LIMIT $3",
-            &[&filter.card_id, &filter.acs_trans_id, &wide(filter.limit.max(1))],
-            audit_from,
-        )
-        .await
+    async fn audit_events(&self, filter: &AuditFilter) -> StorageResult<Vec<AuditRecord>> {
+        let (sql, values) = audit_search::query(AUDIT_COLUMNS, filter, |n| format!("${n}"));
+        let values: Vec<Box<dyn ToSql + Sync + Send>> = values
+            .into_iter()
+            .map(|v| -> Box<dyn ToSql + Sync + Send> {
+                match v {
+                    audit_search::Bound::Text(t) => Box::new(t),
+                    audit_search::Bound::Int(i) => Box::new(i),
+                }
+            })
+            .collect();
+        let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| &**v as &(dyn ToSql + Sync)).collect();
+        self.read_all(&sql, &params, audit_from).await
     }
 }

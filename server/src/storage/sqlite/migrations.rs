@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-const MIGRATIONS: &[(u32, &str)] = &[(1, INITIAL), (2, ONE_TIME_CODES), (3, CHALLENGE_WINDOW)];
+const MIGRATIONS: &[(u32, &str)] = &[(1, INITIAL), (2, ONE_TIME_CODES), (3, CHALLENGE_WINDOW), (4, ADMINISTRATION)];
 
 const INITIAL: &str = r#"
 CREATE TABLE requestors (
@@ -250,13 +250,31 @@ CREATE TABLE security_questions (
 );
 "#;
 
-/// Applies every migration not yet applied; returns how many ran.
-pub fn migrate(conn: &mut Connection, now_ms: i64) -> rusqlite::Result<usize> {
+/// Operating the server: operators can be revoked; requestor credentials
+/// rotate with an overlap; callback secrets are sealed rather than kept in
+/// the clear; audit lines are searched by time.
+const ADMINISTRATION: &str = r#"
+ALTER TABLE operators ADD COLUMN revoked_at INTEGER;
+
+ALTER TABLE requestors ADD COLUMN previous_api_key_hash BLOB;
+ALTER TABLE requestors ADD COLUMN previous_key_expires_at INTEGER;
+CREATE UNIQUE INDEX requestors_by_previous_key ON requestors (previous_api_key_hash);
+-- `callback_secret` (the secret in the clear) becomes '' once the server,
+-- which holds the sealing key, has sealed it at start.
+ALTER TABLE requestors ADD COLUMN callback_secret_sealed BLOB;
+ALTER TABLE requestors ADD COLUMN previous_callback_secret_sealed BLOB;
+ALTER TABLE requestors ADD COLUMN previous_callback_secret_until INTEGER;
+
+CREATE INDEX audit_by_time ON audit_events (at);
+"#;
+
+/// Applies every migration up to `until` not yet applied; returns how many ran.
+pub fn migrate(conn: &mut Connection, now_ms: i64, until: u32) -> rusqlite::Result<usize> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )?;
     let mut applied = 0;
-    for (version, sql) in MIGRATIONS {
+    for (version, sql) in MIGRATIONS.iter().take_while(|(v, _)| *v <= until) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let done: bool =
             tx.query_row("SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)", [version], |r| {

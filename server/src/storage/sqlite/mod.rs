@@ -41,8 +41,15 @@ impl SqliteStorage {
         let storage = Self { pool, events: ChallengeEvents::in_process() };
         let mut conn = Connection::open(path).map_err(unavailable)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
-        migrations::migrate(&mut conn, now_ms).map_err(unavailable)?;
+        migrations::migrate(&mut conn, now_ms, latest_version()).map_err(unavailable)?;
         Ok(storage)
+    }
+
+    /// Brings a database file to schema `version` only — what an older
+    /// build left behind — so that upgrades can be tested.
+    pub fn migrate_to(path: &Path, version: u32, now_ms: i64) -> StorageResult<usize> {
+        let mut conn = Connection::open(path).map_err(unavailable)?;
+        migrations::migrate(&mut conn, now_ms, version).map_err(unavailable)
     }
 
     async fn read<R, F>(&self, f: F) -> StorageResult<R>
@@ -60,6 +67,23 @@ impl SqliteStorage {
         K: rusqlite::ToSql + Send + 'static,
     {
         self.read(move |c| c.prepare_cached(&sql)?.query_row([key], map).optional()).await
+    }
+
+    /// Runs one conditional statement and, if it changed a row, appends
+    /// `audit`, in one transaction; says whether it changed one.
+    async fn update_audited<P>(&self, sql: &'static str, params: P, audit: &AuditEvent) -> StorageResult<bool>
+    where
+        P: rusqlite::Params + Send + 'static,
+    {
+        let audit = audit.clone();
+        self.write(move |tx| {
+            let changed = tx.prepare_cached(sql)?.execute(params)? == 1;
+            if changed {
+                insert_audit(tx, &audit)?;
+            }
+            Ok(changed)
+        })
+        .await
     }
 
     /// Runs `f` in a write transaction begun IMMEDIATE, so it takes the
@@ -106,8 +130,32 @@ fn corrupt(what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, what.to_owned().into())
 }
 
+const REQUESTOR_COLUMNS: &str = "id, name, callback_secret_sealed, callback_secret, \
+    previous_callback_secret_sealed, previous_callback_secret_until, previous_key_expires_at, created_at";
+
 fn requestor_from(r: &Row<'_>) -> rusqlite::Result<Requestor> {
-    Ok(Requestor { id: r.get(0)?, name: r.get(1)?, callback_secret: r.get(2)? })
+    Ok(Requestor {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        callback_secret: StoredSecret::from_columns(r.get(2)?, r.get(3)?)
+            .ok_or_else(|| corrupt("requestor without a callback secret"))?,
+        previous_callback_secret: PreviousSecret::from_columns(r.get(4)?, r.get(5)?),
+        previous_key_expires_at: r.get(6)?,
+        created_at: r.get(7)?,
+    })
+}
+
+const OPERATOR_COLUMNS: &str = "id, name, role, created_at, revoked_at";
+
+fn operator_from(r: &Row<'_>) -> rusqlite::Result<Operator> {
+    let role: String = r.get(2)?;
+    Ok(Operator {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        role: OperatorRole::parse(&role).ok_or_else(|| corrupt("operator role"))?,
+        created_at: r.get(3)?,
+        revoked_at: r.get(4)?,
+    })
 }
 
 /// `cols` with each column qualified by a table alias, for joins.
@@ -276,12 +324,14 @@ impl Storage for SqliteStorage {
         &self.events
     }
 
-    async fn create_requestor(&self, r: &Requestor, api_key_hash: &[u8], now: i64) -> StorageResult<()> {
+    async fn create_requestor(&self, r: &Requestor, api_key_hash: &[u8]) -> StorageResult<()> {
         let (r, hash) = (r.clone(), api_key_hash.to_vec());
         self.write(move |tx| {
+            let (sealed, legacy) = r.callback_secret.columns();
             tx.execute(
-                "INSERT INTO requestors (id, name, api_key_hash, callback_secret, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![r.id, r.name, hash, r.callback_secret, now],
+                "INSERT INTO requestors (id, name, api_key_hash, callback_secret_sealed, callback_secret, \
+                 created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![r.id, r.name, hash, sealed, legacy, r.created_at],
             )
             .map_err(conflict_as("requestor"))?;
             Ok(())
@@ -289,26 +339,96 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn requestor_by_key(&self, api_key_hash: &[u8]) -> StorageResult<Option<Requestor>> {
-        self.one(
-            "SELECT id, name, callback_secret FROM requestors WHERE api_key_hash = ?1".into(),
-            api_key_hash.to_vec(),
-            requestor_from,
-        )
+    async fn requestor_by_key(&self, api_key_hash: &[u8], now: i64) -> StorageResult<Option<Requestor>> {
+        let hash = api_key_hash.to_vec();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {REQUESTOR_COLUMNS} FROM requestors \
+                 WHERE api_key_hash = ?1 OR (previous_api_key_hash = ?1 AND previous_key_expires_at > ?2)"
+            ))?
+            .query_row(params![hash, now], requestor_from)
+            .optional()
+        })
         .await
     }
 
     async fn requestor(&self, id: &str) -> StorageResult<Option<Requestor>> {
-        self.one("SELECT id, name, callback_secret FROM requestors WHERE id = ?1".into(), id.to_owned(), requestor_from)
+        self.one(format!("SELECT {REQUESTOR_COLUMNS} FROM requestors WHERE id = ?1"), id.to_owned(), requestor_from)
             .await
     }
 
-    async fn create_operator(&self, o: &Operator, api_key_hash: &[u8], now: i64) -> StorageResult<()> {
+    async fn requestors(&self) -> StorageResult<Vec<Requestor>> {
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {REQUESTOR_COLUMNS} FROM requestors ORDER BY id"))?
+                .query_map([], requestor_from)?
+                .collect()
+        })
+        .await
+    }
+
+    async fn rotate_requestor_credential(
+        &self,
+        id: &str,
+        credential: Credential,
+        new_value: &[u8],
+        previous_until: i64,
+        audit: &AuditEvent,
+    ) -> StorageResult<bool> {
+        // Every right-hand side reads the row as it was: the current value
+        // becomes the previous one.
+        let sql = match credential {
+            Credential::ApiKey => {
+                "UPDATE requestors SET previous_api_key_hash = api_key_hash, previous_key_expires_at = ?3, \
+                 api_key_hash = ?2 WHERE id = ?1"
+            }
+            Credential::CallbackSecret => {
+                "UPDATE requestors SET previous_callback_secret_sealed = callback_secret_sealed, \
+                 previous_callback_secret_until = ?3, callback_secret_sealed = ?2, callback_secret = '' \
+                 WHERE id = ?1"
+            }
+        };
+        self.update_audited(sql, (id.to_owned(), new_value.to_vec(), previous_until), audit).await
+    }
+
+    async fn drop_previous_credential(
+        &self,
+        id: &str,
+        credential: Credential,
+        audit: &AuditEvent,
+    ) -> StorageResult<bool> {
+        let sql = match credential {
+            Credential::ApiKey => {
+                "UPDATE requestors SET previous_api_key_hash = NULL, previous_key_expires_at = NULL \
+                 WHERE id = ?1 AND previous_api_key_hash IS NOT NULL"
+            }
+            Credential::CallbackSecret => {
+                "UPDATE requestors SET previous_callback_secret_sealed = NULL, previous_callback_secret_until = NULL \
+                 WHERE id = ?1 AND previous_callback_secret_sealed IS NOT NULL"
+            }
+        };
+        self.update_audited(sql, (id.to_owned(),), audit).await
+    }
+
+    async fn seal_legacy_callback_secret(&self, id: &str, legacy: &str, sealed: &[u8]) -> StorageResult<bool> {
+        let (id, legacy, sealed) = (id.to_owned(), legacy.to_owned(), sealed.to_vec());
+        self.write(move |tx| {
+            let changed = tx.execute(
+                "UPDATE requestors SET callback_secret_sealed = ?3, callback_secret = '' \
+                 WHERE id = ?1 AND callback_secret = ?2 AND callback_secret_sealed IS NULL",
+                params![id, legacy, sealed],
+            )?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn create_operator(&self, o: &Operator, api_key_hash: &[u8]) -> StorageResult<()> {
         let (o, hash) = (o.clone(), api_key_hash.to_vec());
         self.write(move |tx| {
             tx.execute(
-                "INSERT INTO operators (id, name, role, api_key_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![o.id, o.name, o.role.as_str(), hash, now],
+                "INSERT INTO operators (id, name, role, api_key_hash, created_at, revoked_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![o.id, o.name, o.role.as_str(), hash, o.created_at, o.revoked_at],
             )
             .map_err(conflict_as("operator"))?;
             Ok(())
@@ -317,20 +437,26 @@ impl Storage for SqliteStorage {
     }
 
     async fn operator_by_key(&self, api_key_hash: &[u8]) -> StorageResult<Option<Operator>> {
-        let hash = api_key_hash.to_vec();
-        self.read(move |c| {
-            c.prepare_cached("SELECT id, name, role FROM operators WHERE api_key_hash = ?1")?
-                .query_row([hash], |r| {
-                    let role: String = r.get(2)?;
-                    Ok(Operator {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        role: OperatorRole::parse(&role).ok_or_else(|| corrupt("operator role"))?,
-                    })
-                })
-                .optional()
+        self.one(
+            format!("SELECT {OPERATOR_COLUMNS} FROM operators WHERE api_key_hash = ?1 AND revoked_at IS NULL"),
+            api_key_hash.to_vec(),
+            operator_from,
+        )
+        .await
+    }
+
+    async fn operators(&self) -> StorageResult<Vec<Operator>> {
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {OPERATOR_COLUMNS} FROM operators ORDER BY created_at, id"))?
+                .query_map([], operator_from)?
+                .collect()
         })
         .await
+    }
+
+    async fn revoke_operator(&self, id: &str, now: i64, audit: &AuditEvent) -> StorageResult<bool> {
+        let sql = "UPDATE operators SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL";
+        self.update_audited(sql, (id.to_owned(), now), audit).await
     }
 
     async fn create_card(&self, new: &NewCard) -> StorageResult<()> {
@@ -380,6 +506,62 @@ impl Storage for SqliteStorage {
             })
         })
         .await
+    }
+
+    async fn import_cards(&self, cards: &[NewCard], audit: &AuditEvent) -> StorageResult<Vec<CardImported>> {
+        let (cards, audit) = (cards.to_vec(), audit.clone());
+        self.write(move |tx| {
+            let mut out = Vec::with_capacity(cards.len());
+            for new in &cards {
+                let c = &new.card;
+                let inserted = tx
+                    .prepare_cached(
+                        "INSERT INTO cards (id, pan_hash, pan_last4, language, email, phone, blocked_at, created_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (pan_hash) DO NOTHING",
+                    )?
+                    .execute(params![
+                        c.id,
+                        new.pan_hash,
+                        c.pan_last4,
+                        c.language,
+                        c.email,
+                        c.phone,
+                        c.blocked_at,
+                        c.created_at
+                    ])?;
+                let (imported, changed) = if inserted == 1 {
+                    (CardImported::Created(c.id.clone()), Vec::new())
+                } else {
+                    let existing = tx
+                        .prepare_cached(&format!("SELECT {CARD_COLUMNS} FROM cards WHERE pan_hash = ?1"))?
+                        .query_row([&new.pan_hash], card_from)?;
+                    let (card, changed) = existing.with_imported(c);
+                    if changed.is_empty() {
+                        (CardImported::Unchanged(card.id), changed)
+                    } else {
+                        tx.prepare_cached("UPDATE cards SET language = ?2, email = ?3, phone = ?4 WHERE id = ?1")?
+                            .execute(params![card.id, card.language, card.email, card.phone])?;
+                        (CardImported::Updated(card.id), changed)
+                    }
+                };
+                if let Some(line) = audit.card_imported(&imported, &changed) {
+                    insert_audit(tx, &line)?;
+                }
+                out.push(imported);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn set_card_language(
+        &self,
+        card_id: &str,
+        language: Option<&str>,
+        audit: &AuditEvent,
+    ) -> StorageResult<bool> {
+        let sql = "UPDATE cards SET language = ?2 WHERE id = ?1";
+        self.update_audited(sql, (card_id.to_owned(), language.map(str::to_owned)), audit).await
     }
 
     async fn create_enrolment_code(&self, code: &EnrolmentCode) -> StorageResult<()> {
@@ -574,16 +756,24 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn revoke_device(&self, device_id: &str, now: i64, audit: &AuditEvent) -> StorageResult<()> {
+    async fn revoke_device(&self, device_id: &str, now: i64, audit: &AuditEvent) -> StorageResult<bool> {
         let (d, audit) = (device_id.to_owned(), audit.clone());
         self.write(move |tx| {
-            tx.execute(
+            let revoked = tx.execute(
                 "UPDATE devices SET revoked_at = ?2, push_token = NULL, updated_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
                 params![d, now],
             )?;
-            tx.execute("DELETE FROM device_cards WHERE device_id = ?1", [&d])?;
-            insert_audit(tx, &audit)?;
-            Ok(())
+            if revoked == 0 {
+                return Ok(false);
+            }
+            let cards: Vec<String> = tx
+                .prepare_cached("DELETE FROM device_cards WHERE device_id = ?1 RETURNING card_id")?
+                .query_map([&d], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for line in audit.per_card(&cards) {
+                insert_audit(tx, &line)?;
+            }
+            Ok(true)
         })
         .await
     }
@@ -1262,32 +1452,38 @@ impl Storage for SqliteStorage {
         self.write(move |tx| insert_audit(tx, &e).map_err(classify)).await
     }
 
-    async fn audit_events(&self, filter: &AuditFilter) -> StorageResult<Vec<AuditEvent>> {
-        let f = filter.clone();
+    async fn audit_events(&self, filter: &AuditFilter) -> StorageResult<Vec<AuditRecord>> {
+        let (sql, values) = audit_search::query(AUDIT_COLUMNS, filter, |n| format!("?{n}"));
         self.read(move |c| {
-            c.prepare_cached(
-                "SELECT at, kind, actor, card_id, acs_trans_id, challenge_id, device_id, outcome, detail FROM audit_events \
-                 WHERE (?1 IS NULL OR card_id = ?1) AND (?2 IS NULL OR acs_trans_id = ?2) ORDER BY id LIMIT ?3",
-            )?
-            .query_map(params![f.card_id, f.acs_trans_id, f.limit.max(1)], |r| {
-                let detail: String = r.get(8)?;
-                Ok(AuditEvent {
-                    at: r.get(0)?,
-                    kind: r.get(1)?,
-                    actor: r.get(2)?,
-                    card_id: r.get(3)?,
-                    acs_trans_id: r.get(4)?,
-                    challenge_id: r.get(5)?,
-                    device_id: r.get(6)?,
-                    outcome: r.get(7)?,
-                    detail: serde_json::from_str(&detail).map_err(|_| corrupt("audit detail"))?,
-                })
-            })?
-            .collect()
+            let values = values.into_iter().map(|v| match v {
+                audit_search::Bound::Text(t) => rusqlite::types::Value::Text(t),
+                audit_search::Bound::Int(i) => rusqlite::types::Value::Integer(i),
+            });
+            c.prepare_cached(&sql)?
+                .query_map(rusqlite::params_from_iter(values), |r| {
+                    let detail: String = r.get(9)?;
+                    Ok(AuditRecord {
+                        id: r.get(0)?,
+                        event: AuditEvent {
+                            at: r.get(1)?,
+                            kind: r.get(2)?,
+                            actor: r.get(3)?,
+                            card_id: r.get(4)?,
+                            acs_trans_id: r.get(5)?,
+                            challenge_id: r.get(6)?,
+                            device_id: r.get(7)?,
+                            outcome: r.get(8)?,
+                            detail: serde_json::from_str(&detail).map_err(|_| corrupt("audit detail"))?,
+                        },
+                    })
+                })?
+                .collect()
         })
         .await
     }
 }
+
+const AUDIT_COLUMNS: &str = "id, at, kind, actor, card_id, acs_trans_id, challenge_id, device_id, outcome, detail";
 
 impl From<rusqlite::Error> for StorageError {
     fn from(e: rusqlite::Error) -> Self {
