@@ -111,7 +111,7 @@ async fn settle() {
 async fn endings(node: &ServerApi, acs: &str) -> usize {
     let (status, lines) = node.admin(Method::GET, &format!("/v1/admin/audit?acsTransID={acs}"), None).await;
     assert_eq!(status, StatusCode::OK, "{lines}");
-    lines.as_array().unwrap().iter().filter(|e| e["kind"] == "challenge.ended").count()
+    lines["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "challenge.ended").count()
 }
 
 /// Opens the challenge window for the purchase `ares` answered; returns
