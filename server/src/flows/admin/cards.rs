@@ -182,3 +182,19 @@ pub async fn security_questions(app: &App, card_id: &str, actor: &str) -> Result
     record(app, card_action(app, "card.security_questions_viewed", actor, card_id)).await?;
     Ok(view)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_language_is_one_well_formed_tag_of_ja_en_sv() {
+        for (tag, code) in [("ja", "ja"), ("EN", "en"), ("sv-SE", "sv"), ("en-GB-oxendict", "en"), ("ja-JP-x-a1", "ja")]
+        {
+            assert_eq!(language_code(tag).unwrap(), code, "{tag}");
+        }
+        for tag in ["fr", "", "j", "jpn", "ja_JP", "ja,en", "sv;q=0.9", " ja", "ja-", "ja--JP", "ja-toolongsub"] {
+            assert!(language_code(tag).is_err(), "{tag:?} accepted");
+        }
+    }
+}
