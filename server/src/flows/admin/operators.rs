@@ -14,7 +14,7 @@ use crate::storage::{Operator, OperatorRole};
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewOperatorRequest {
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub name: String,
     pub role: OperatorRole,
 }

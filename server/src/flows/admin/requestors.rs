@@ -20,9 +20,9 @@ use crate::storage::{AuditEvent, Credential, Requestor, StorageError, StoredSecr
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewRequestorRequest {
     /// The requestor's `threeDSRequestorID`.
-    #[schema(min_length = 1, max_length = 35)]
+    #[schema(min_length = 1, max_length = 35, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub id: String,
-    #[schema(min_length = 1, max_length = 40)]
+    #[schema(min_length = 1, max_length = 40, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub name: String,
 }
 
