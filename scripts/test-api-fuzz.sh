@@ -3,6 +3,9 @@
 # schemathesis: a real `countersign` on a free loopback port over a
 # temporary SQLite file, an operator and a requestor key, a card with an
 # enrolled (simulated) phone, then generated requests to every operation.
+# The admin operations that revoke or rotate get records of their own to
+# do it to (an operator, a requestor, a second phone), so the credentials
+# the run uses keep working.
 # Fails on any 5xx, any status, content type or body the document does not
 # allow, or fewer than MIN_REQUESTS requests. Deterministic (fixed seed).
 # FUZZ_MAX_EXAMPLES, FUZZ_SEED: the run's size and seed; FUZZ_KEEP=1 keeps
@@ -12,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 MIN_REQUESTS=1000
 # Per operation and phase (the coverage phase adds its own boundary cases):
-# about 2,900 requests over the 33 operations, in well under a minute.
+# about 3,600 requests over the 44 operations, in well under a minute.
 MAX_EXAMPLES="${FUZZ_MAX_EXAMPLES:-40}"
 SEED="${FUZZ_SEED:-20261122}"
 
@@ -46,6 +49,9 @@ operator_key="$("$bin/countersign" operator create --name fuzz --role admin | fi
 requestor_key="$("$bin/countersign" requestor create --id shop-1 --name "Fuzz Shop" | field "api key")"
 card="$(echo 378282246310005 | "$bin/countersign" card create --email taro@example.jp | sed -n 's/^card: \([^ ]*\).*/\1/p')"
 code="$("$bin/countersign" enrolment-code create --card "$card" | field "enrolment code")"
+spare_code="$("$bin/countersign" enrolment-code create --card "$card" | field "enrolment code")"
+spare_operator="$("$bin/countersign" operator create --name spare --role support | sed -n 's/^operator: \([^ ]*\).*/\1/p')"
+"$bin/countersign" requestor create --id shop-2 --name "Spare Shop" >/dev/null
 
 "$bin/countersign" serve >"$work/server.log" 2>&1 &
 server_pid=$!
@@ -56,7 +62,11 @@ for _ in $(seq 100); do
 done
 
 "$bin/countersign-device" --state "$work/device.json" enrol --server "$base" --code "$code" --push-token fuzz >/dev/null
-device="$("$python" -c "import json, sys; print(json.load(open(sys.argv[1]))['deviceId'])" "$work/device.json")"
+"$bin/countersign-device" --state "$work/spare.json" enrol --server "$base" --code "$spare_code" --push-token spare \
+  >/dev/null
+device_id() { "$python" -c "import json, sys; print(json.load(open(sys.argv[1]))['deviceId'])" "$1"; }
+device="$(device_id "$work/device.json")"
+spare_device="$(device_id "$work/spare.json")"
 
 # A purchase with a pending challenge, so the window and result operations
 # reach more than "not found".
@@ -83,7 +93,8 @@ PY
 )"
 
 # Credentials for each security scheme of the document, and real ids for
-# half of the path parameters that name a card or a purchase. The device
+# half of the path parameters that name a card, a purchase, an operator, a
+# requestor or a device. The device
 # headers carry a real device id and a fresh timestamp but a signature
 # nobody made: schemathesis cannot sign, so every signed device operation
 # must refuse with 401 and a typed error, whatever the request.
@@ -106,9 +117,31 @@ values = ["$card"]
 [dictionaries.purchases]
 values = ["$purchase"]
 
+[dictionaries.operators]
+values = ["$spare_operator"]
+[dictionaries.requestors]
+values = ["shop-2"]
+[dictionaries.devices]
+values = ["$spare_device"]
+
 [parameters]
 "path.card_id" = { dictionary = "cards", probability = 0.5 }
 "path.acs_trans_id" = { dictionary = "purchases", probability = 0.5 }
+"path.operator_id" = { dictionary = "operators", probability = 0.5 }
+"path.requestor_id" = { dictionary = "requestors", probability = 0.5 }
+"path.device_id" = { dictionary = "devices", probability = 0.5 }
+
+# schemathesis reuses ids it has seen in answers: it would find the run's
+# own operator, requestor and phone in the admin lists and revoke them.
+# The operations that revoke or rotate get the spare ids above only.
+[[operations]]
+include-operation-id = ["revokeOperator", "rotateRequestorApiKey", "revokePreviousRequestorApiKey", "revokeDevice"]
+[operations.phases.examples.extra-data-sources]
+responses = false
+[operations.phases.coverage.extra-data-sources]
+responses = false
+[operations.phases.fuzzing.extra-data-sources]
+responses = false
 TOML
 
 echo "== API fuzzing (schemathesis against $base/openapi.json, seed $SEED)"

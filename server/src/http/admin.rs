@@ -5,11 +5,13 @@
 //! work — and the auditing — for the CLI too.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
-use super::extract::{self, AdminAuth, OperatorAuth, Query};
+use super::extract::{self, AdminAuth, OperatorAuth, Path, Query};
+use super::openapi::{BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::flows::admin::{
@@ -23,8 +25,29 @@ use crate::window::security::{NewQuestions, QuestionsView};
 
 type Created<T> = (StatusCode, Json<T>);
 
+// The path parameters, described once.
+const OPERATOR_ID: &str = "The operator's id (from its creation)";
+const REQUESTOR_ID: &str = "The requestor's `threeDSRequestorID`";
+const CARD_ID: &str = "The card's id (from its creation), never its number";
+const DEVICE_ID: &str = "The device's id (from its enrolment)";
+
 // ---- operators (admin) ----------------------------------------------------
 
+/// Create an operator
+///
+/// A new operator API key with a role. The key is in this answer only: it
+/// is stored as a keyed hash.
+#[utoipa::path(
+    post, path = "/v1/admin/operators", tag = "admin", operation_id = "createOperator",
+    request_body = NewOperatorRequest,
+    responses(
+        (status = 201, description = "Created; the key is shown this once", body = CreatedOperator),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 413, response = PayloadTooLarge),
+        (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn create_operator(
     State(app): State<App>,
     AdminAuth(op): AdminAuth,
@@ -33,10 +56,37 @@ pub async fn create_operator(
     Ok((StatusCode::CREATED, Json(flows::create_operator(&app, &req.name, req.role, &op.actor()).await?)))
 }
 
+/// List operators
+///
+/// Every operator, revoked ones too, never a key.
+#[utoipa::path(
+    get, path = "/v1/admin/operators", tag = "admin", operation_id = "listOperators",
+    responses(
+        (status = 200, description = "The operators", body = [OperatorView]),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn operators(State(app): State<App>, AdminAuth(op): AdminAuth) -> Result<Json<Vec<OperatorView>>, ApiError> {
     Ok(Json(flows::operators(&app, &op.actor()).await?))
 }
 
+/// Revoke an operator
+///
+/// The operator's key stops working now. An admin may revoke their own (the
+/// CLI can always create another admin).
+#[utoipa::path(
+    post, path = "/v1/admin/operators/{operator_id}/revoke", tag = "admin", operation_id = "revokeOperator",
+    params(("operator_id" = String, Path, description = OPERATOR_ID)),
+    responses(
+        (status = 200, description = "The operator as it now is", body = OperatorView),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 409, response = Conflict), (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn revoke_operator(
     State(app): State<App>,
     AdminAuth(op): AdminAuth,
@@ -47,6 +97,22 @@ pub async fn revoke_operator(
 
 // ---- requestors (admin) ---------------------------------------------------
 
+/// Create a requestor
+///
+/// A merchant or 3DS server allowed to send AReqs. Its API key and callback
+/// secret are in this answer only: the key is stored as a keyed hash, the
+/// secret sealed.
+#[utoipa::path(
+    post, path = "/v1/admin/requestors", tag = "admin", operation_id = "createRequestor",
+    request_body = NewRequestorRequest,
+    responses(
+        (status = 201, description = "Created; the key and secret are shown this once", body = CreatedRequestor),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge), (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn create_requestor(
     State(app): State<App>,
     AdminAuth(op): AdminAuth,
@@ -55,6 +121,18 @@ pub async fn create_requestor(
     Ok((StatusCode::CREATED, Json(flows::create_requestor(&app, req, &op.actor()).await?)))
 }
 
+/// List requestors
+///
+/// Every requestor, never a key or secret.
+#[utoipa::path(
+    get, path = "/v1/admin/requestors", tag = "admin", operation_id = "listRequestors",
+    responses(
+        (status = 200, description = "The requestors", body = [RequestorView]),
+        (status = 401, response = Unauthorized), (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn requestors(
     State(app): State<App>,
     AdminAuth(op): AdminAuth,
@@ -62,6 +140,21 @@ pub async fn requestors(
     Ok(Json(flows::requestors(&app, &op.actor()).await?))
 }
 
+/// Show a requestor
+///
+/// With, while a rotation's overlap lasts, when the previous key and
+/// secret stop working.
+#[utoipa::path(
+    get, path = "/v1/admin/requestors/{requestor_id}", tag = "admin", operation_id = "getRequestor",
+    params(("requestor_id" = String, Path, description = REQUESTOR_ID)),
+    responses(
+        (status = 200, description = "The requestor", body = RequestorView),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn requestor(
     State(app): State<App>,
     AdminAuth(op): AdminAuth,
@@ -70,6 +163,23 @@ pub async fn requestor(
     Ok(Json(flows::requestor(&app, &requestor_id, &op.actor()).await?))
 }
 
+/// Rotate a requestor's API key
+///
+/// A new key, shown this once. The current one keeps working for
+/// `requestors.rotation_overlap_secs` (or until its revocation), so the
+/// requestor can deploy the new one without a gap.
+#[utoipa::path(
+    post, path = "/v1/admin/requestors/{requestor_id}/api-key/rotate", tag = "admin",
+    operation_id = "rotateRequestorApiKey",
+    params(("requestor_id" = String, Path, description = REQUESTOR_ID)),
+    responses(
+        (status = 200, description = "The new key, shown this once", body = RotatedApiKey),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn rotate_api_key(
     State(app): State<App>,
     AdminAuth(op): AdminAuth,
@@ -78,6 +188,22 @@ pub async fn rotate_api_key(
     Ok(Json(flows::rotate_api_key(&app, &requestor_id, &op.actor()).await?))
 }
 
+/// Revoke a requestor's previous API key
+///
+/// Ends a rotation's overlap now: the key the last rotation replaced stops
+/// working. 404 when there is none.
+#[utoipa::path(
+    post, path = "/v1/admin/requestors/{requestor_id}/api-key/revoke-previous", tag = "admin",
+    operation_id = "revokePreviousRequestorApiKey",
+    params(("requestor_id" = String, Path, description = REQUESTOR_ID)),
+    responses(
+        (status = 200, description = "The requestor as it now is", body = RequestorView),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn revoke_previous_api_key(
     State(app): State<App>,
     AdminAuth(op): AdminAuth,
@@ -86,6 +212,23 @@ pub async fn revoke_previous_api_key(
     Ok(Json(flows::revoke_previous(&app, &requestor_id, Credential::ApiKey, &op.actor()).await?))
 }
 
+/// Rotate a requestor's callback secret
+///
+/// A new secret, shown this once. Result callbacks carry a signature under
+/// the current one too for `requestors.rotation_overlap_secs` (or until its
+/// revocation).
+#[utoipa::path(
+    post, path = "/v1/admin/requestors/{requestor_id}/callback-secret/rotate", tag = "admin",
+    operation_id = "rotateRequestorCallbackSecret",
+    params(("requestor_id" = String, Path, description = REQUESTOR_ID)),
+    responses(
+        (status = 200, description = "The new secret, shown this once", body = RotatedCallbackSecret),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn rotate_callback_secret(
     State(app): State<App>,
     AdminAuth(op): AdminAuth,
@@ -94,6 +237,22 @@ pub async fn rotate_callback_secret(
     Ok(Json(flows::rotate_callback_secret(&app, &requestor_id, &op.actor()).await?))
 }
 
+/// Revoke a requestor's previous callback secret
+///
+/// Ends a rotation's overlap now: callbacks are signed with the current
+/// secret only. 404 when there is no previous one.
+#[utoipa::path(
+    post, path = "/v1/admin/requestors/{requestor_id}/callback-secret/revoke-previous", tag = "admin",
+    operation_id = "revokePreviousRequestorCallbackSecret",
+    params(("requestor_id" = String, Path, description = REQUESTOR_ID)),
+    responses(
+        (status = 200, description = "The requestor as it now is", body = RequestorView),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn revoke_previous_callback_secret(
     State(app): State<App>,
     AdminAuth(op): AdminAuth,
@@ -104,6 +263,21 @@ pub async fn revoke_previous_callback_secret(
 
 // ---- cards ----------------------------------------------------------------
 
+/// Register a card
+///
+/// The answer shows the card masked; the number is kept only as a keyed
+/// hash and its last four digits.
+#[utoipa::path(
+    post, path = "/v1/admin/cards", tag = "admin", operation_id = "createCard",
+    request_body = NewCardRequest,
+    responses(
+        (status = 201, description = "Registered", body = CardView),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge), (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn create_card(
     State(app): State<App>,
     AdminAuth(op): AdminAuth,
@@ -112,7 +286,25 @@ pub async fn create_card(
     Ok((StatusCode::CREATED, Json(flows::create_card(&app, req, &op.actor()).await?)))
 }
 
-/// Up to 500 cards; each row succeeds or fails on its own.
+/// Import cards
+///
+/// Up to 500 cards in one JSON batch; each row succeeds or fails on its
+/// own, and failures name their row, never its card number. A number
+/// already registered is updated with the row's language and contacts (or
+/// left alone if nothing differs), so an import can be run again. CSV and
+/// JSON Lines files are the CLI's (`countersign card import`), which reads
+/// them and imports them in batches like this one.
+#[utoipa::path(
+    post, path = "/v1/admin/cards/import", tag = "admin", operation_id = "importCards",
+    request_body(content = ImportRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "What the import did", body = ImportReport),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 413, response = PayloadTooLarge),
+        (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn import_cards(
     State(app): State<App>,
     AdminAuth(op): AdminAuth,
@@ -121,7 +313,19 @@ pub async fn import_cards(
     Ok(Json(flows::import_cards(&app, flows::batch_rows(req), &op.actor()).await?))
 }
 
-/// A card, masked (support too).
+/// Show a card
+///
+/// Masked: never the full number.
+#[utoipa::path(
+    get, path = "/v1/admin/cards/{card_id}", tag = "admin", operation_id = "getCard",
+    params(("card_id" = String, Path, description = CARD_ID)),
+    responses(
+        (status = 200, description = "The card", body = CardView),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound), (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = [])),
+)]
 pub async fn card(
     State(app): State<App>,
     OperatorAuth(op): OperatorAuth,
@@ -130,6 +334,22 @@ pub async fn card(
     Ok(Json(flows::show_card(&app, &card_id, &op.actor()).await?))
 }
 
+/// Set a card's language
+///
+/// The language of the emails, SMS and challenge window for this card;
+/// `null` removes it (the browser's language is used, then English).
+#[utoipa::path(
+    put, path = "/v1/admin/cards/{card_id}/language", tag = "admin", operation_id = "setCardLanguage",
+    params(("card_id" = String, Path, description = CARD_ID)),
+    request_body = CardLanguage,
+    responses(
+        (status = 200, description = "The card as it now is", body = CardView),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge), (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn set_language(
     State(app): State<App>,
     AdminAuth(op): AdminAuth,
@@ -139,8 +359,22 @@ pub async fn set_language(
     Ok(Json(flows::set_language(&app, &card_id, req, &op.actor()).await?))
 }
 
+/// Replace a card's contacts
+///
 /// Replaces the card's email and phone (this card only: other cards on the
-/// same account keep theirs).
+/// same account keep theirs). An absent one is removed.
+#[utoipa::path(
+    put, path = "/v1/admin/cards/{card_id}/contacts", tag = "admin", operation_id = "setCardContacts",
+    params(("card_id" = String, Path, description = CARD_ID)),
+    request_body = Contacts,
+    responses(
+        (status = 200, description = "The card as it now is", body = CardView),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge), (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn set_contacts(
     State(app): State<App>,
     AdminAuth(op): AdminAuth,
@@ -150,7 +384,19 @@ pub async fn set_contacts(
     Ok(Json(flows::set_contacts(&app, &card_id, contacts, &op.actor()).await?))
 }
 
-/// Lifts a block after too many wrong codes (support too).
+/// Unblock a card
+///
+/// Lifts the block that too many wrong codes put on a card.
+#[utoipa::path(
+    post, path = "/v1/admin/cards/{card_id}/unblock", tag = "admin", operation_id = "unblockCard",
+    params(("card_id" = String, Path, description = CARD_ID)),
+    responses(
+        (status = 200, description = "The card as it now is", body = CardView),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound), (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = [])),
+)]
 pub async fn unblock_card(
     State(app): State<App>,
     OperatorAuth(op): OperatorAuth,
@@ -159,8 +405,23 @@ pub async fn unblock_card(
     Ok(Json(flows::unblock_card(&app, &card_id, &op.actor()).await?))
 }
 
-/// Replaces a card's security questions and answers (answers are stored
-/// only as keyed hashes, never shown again).
+/// Replace a card's security questions
+///
+/// At most five; an empty list removes them. The answers are stored only as
+/// keyed hashes of their normalised form and never shown again.
+#[utoipa::path(
+    put, path = "/v1/admin/cards/{card_id}/security-questions", tag = "admin",
+    operation_id = "setSecurityQuestions",
+    params(("card_id" = String, Path, description = CARD_ID)),
+    request_body = NewQuestions,
+    responses(
+        (status = 200, description = "The questions, without answers", body = QuestionsView),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge), (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn set_security_questions(
     State(app): State<App>,
     AdminAuth(op): AdminAuth,
@@ -170,7 +431,19 @@ pub async fn set_security_questions(
     Ok(Json(flows::set_security_questions(&app, &card_id, questions, &op.actor()).await?))
 }
 
-/// A card's security questions, without answers (support too).
+/// Show a card's security questions
+///
+/// The questions only, never the answers.
+#[utoipa::path(
+    get, path = "/v1/admin/cards/{card_id}/security-questions", tag = "admin", operation_id = "getSecurityQuestions",
+    params(("card_id" = String, Path, description = CARD_ID)),
+    responses(
+        (status = 200, description = "The questions", body = QuestionsView),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound), (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = [])),
+)]
 pub async fn security_questions(
     State(app): State<App>,
     OperatorAuth(op): OperatorAuth,
@@ -179,6 +452,21 @@ pub async fn security_questions(
     Ok(Json(flows::security_questions(&app, &card_id, &op.actor()).await?))
 }
 
+/// Create an enrolment code
+///
+/// A single-use code the cardholder types into the app to enrol it for the
+/// card. Shown this once.
+#[utoipa::path(
+    post, path = "/v1/admin/cards/{card_id}/enrolment-codes", tag = "admin", operation_id = "createEnrolmentCode",
+    params(("card_id" = String, Path, description = CARD_ID)),
+    responses(
+        (status = 201, description = "Created; the code is shown this once", body = CreatedEnrolmentCode),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn create_enrolment_code(
     State(app): State<App>,
     AdminAuth(op): AdminAuth,
@@ -189,7 +477,20 @@ pub async fn create_enrolment_code(
 
 // ---- devices --------------------------------------------------------------
 
-/// A card's enrolled devices (support too).
+/// List a card's devices
+///
+/// The devices enrolled for the card (revoked ones are not), never a key
+/// or push token.
+#[utoipa::path(
+    get, path = "/v1/admin/cards/{card_id}/devices", tag = "admin", operation_id = "listCardDevices",
+    params(("card_id" = String, Path, description = CARD_ID)),
+    responses(
+        (status = 200, description = "The devices", body = [DeviceSummary]),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound), (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = [])),
+)]
 pub async fn card_devices(
     State(app): State<App>,
     OperatorAuth(op): OperatorAuth,
@@ -198,6 +499,23 @@ pub async fn card_devices(
     Ok(Json(flows::card_devices(&app, &card_id, &op.actor()).await?))
 }
 
+/// Revoke a device
+///
+/// A lost or stolen phone: it is unenrolled from every card, its signed
+/// requests are refused (403 `device_revoked`), and a purchase waiting on
+/// it that no other device of the card can answer falls back to a
+/// one-time code at once.
+#[utoipa::path(
+    post, path = "/v1/admin/devices/{device_id}/revoke", tag = "admin", operation_id = "revokeDevice",
+    params(("device_id" = String, Path, description = DEVICE_ID)),
+    responses(
+        (status = 200, description = "Revoked", body = RevokedDevice),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 409, response = Conflict), (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn revoke_device(
     State(app): State<App>,
     AdminAuth(op): AdminAuth,
@@ -208,7 +526,21 @@ pub async fn revoke_device(
 
 // ---- audit, verification, outboxes -----------------------------------------
 
-/// Audit lines matching the query, a page at a time (support too).
+/// Search the audit trail
+///
+/// Lines matching every filter given, a page at a time in the order they
+/// were appended. A page that is not the last has a `nextCursor`: pass it,
+/// with the same filters, for the next.
+#[utoipa::path(
+    get, path = "/v1/admin/audit", tag = "admin", operation_id = "searchAudit",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "A page of audit lines", body = AuditPage),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = [])),
+)]
 pub async fn audit(
     State(app): State<App>,
     OperatorAuth(op): OperatorAuth,
@@ -217,8 +549,21 @@ pub async fn audit(
     Ok(Json(flows::search_audit(&app, q, &op.actor()).await?))
 }
 
-/// The issuer's authorisation system checks a `Y` before authorising: it
-/// reveals a yes or no only, so a support key (least privilege) may ask.
+/// Verify an authentication value
+///
+/// The issuer's check of a `Y` before it authorises the payment: the value
+/// must belong to that purchase, card number, amount and currency. It
+/// answers yes or no only, so a support key may ask.
+#[utoipa::path(
+    post, path = "/v1/admin/authentication-values/verify", tag = "admin", operation_id = "verifyAuthenticationValue",
+    request_body = VerifyRequest,
+    responses(
+        (status = 200, description = "Whether the value is valid", body = VerifyResponse),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 413, response = PayloadTooLarge), (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = [])),
+)]
 pub async fn verify_authentication_value(
     State(app): State<App>,
     OperatorAuth(op): OperatorAuth,
@@ -227,14 +572,31 @@ pub async fn verify_authentication_value(
     Ok(Json(flows::check_authentication_value(&app, &req, &op.actor()).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PushQuery {
+    /// Only the pushes to this device.
     device_id: Option<String>,
+    /// At most this many (default 50; 0 counts as 1, above 500 as 500).
+    #[param(value_type = Option<u64>, maximum = 4_294_967_295_u64)]
     limit: Option<u32>,
 }
 
-/// The default notifier's outbox: what would have been pushed.
+/// List recorded pushes
+///
+/// The default notifier's outbox: what would have been pushed (challenge
+/// ids, never card or purchase details).
+#[utoipa::path(
+    get, path = "/v1/admin/pushes", tag = "admin", operation_id = "listPushes",
+    params(PushQuery),
+    responses(
+        (status = 200, description = "The pushes, newest first", body = [OutboxPush]),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn pushes(
     State(app): State<App>,
     AdminAuth(op): AdminAuth,
@@ -243,13 +605,30 @@ pub async fn pushes(
     Ok(Json(flows::pushes(&app, q.device_id.as_deref(), q.limit.unwrap_or(50), &op.actor()).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct MessageQuery {
+    /// At most this many (default 50; 0 counts as 1, above 500 as 500).
+    #[param(value_type = Option<u64>, maximum = 4_294_967_295_u64)]
     limit: Option<u32>,
 }
 
-/// The development message outbox: only while a channel delivers to it.
+/// List recorded emails and SMS
+///
+/// The development message outbox (the messages hold one-time codes): only
+/// while a channel delivers to it (`transport = "outbox"`), 404 otherwise.
+#[utoipa::path(
+    get, path = "/v1/admin/messages", tag = "admin", operation_id = "listMessages",
+    params(MessageQuery),
+    responses(
+        (status = 200, description = "The messages, newest first", body = [OutboxMessage]),
+        (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden), (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    security(("operatorKey" = ["admin"])),
+)]
 pub async fn messages(
     State(app): State<App>,
     AdminAuth(op): AdminAuth,

@@ -17,7 +17,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, PartialSchema, ToResponse};
 
-use super::{device, health, requestor, window};
+use super::{admin, device, health, requestor, window};
 use crate::emv::{Erro, RReq};
 
 #[derive(OpenApi)]
@@ -53,6 +53,31 @@ use crate::emv::{Erro, RReq};
         crate::window::routes::creq_get,
         crate::window::routes::act,
         crate::window::routes::poll,
+        admin::create_operator,
+        admin::operators,
+        admin::revoke_operator,
+        admin::create_requestor,
+        admin::requestors,
+        admin::requestor,
+        admin::rotate_api_key,
+        admin::revoke_previous_api_key,
+        admin::rotate_callback_secret,
+        admin::revoke_previous_callback_secret,
+        admin::create_card,
+        admin::import_cards,
+        admin::card,
+        admin::set_language,
+        admin::set_contacts,
+        admin::unblock_card,
+        admin::set_security_questions,
+        admin::security_questions,
+        admin::create_enrolment_code,
+        admin::card_devices,
+        admin::revoke_device,
+        admin::audit,
+        admin::verify_authentication_value,
+        admin::pushes,
+        admin::messages,
     ),
     components(
         schemas(ErrorBody, Erro, RReq),
@@ -152,12 +177,13 @@ error_responses! {
         device request that is unsigned, signed wrongly, stale or replayed (`unauthenticated`, `bad_signature`, \
         `stale_timestamp`, `replayed_nonce`, `unknown_device`).";
     Forbidden: ErrorBody, "Refused for this caller: a support key where an admin one is needed \
-        (`unauthenticated`), an unenrolled device (`device_revoked`), a device not enrolled for the card \
+        (`forbidden`), an unenrolled device (`device_revoked`), a device not enrolled for the card \
         (`not_enrolled_for_card`), or a card blocked after too many wrong codes (`card_blocked`).";
-    NotFound: ErrorBody, "No such card, challenge, purchase or enrolment (`not_found`).";
+    NotFound: ErrorBody, "No such card, challenge, purchase, enrolment, operator, requestor or device \
+        (`not_found`).";
     Conflict: ErrorBody, "The state does not allow it: already answered (`already_decided`), a code used \
-        (`enrolment_code_used`), no code sent yet (`code_not_issued`), or the record already exists \
-        (`bad_request`).";
+        (`enrolment_code_used`), no code sent yet (`code_not_issued`), the record already exists \
+        (`bad_request`), or it was revoked already (`bad_request` for an operator, `device_revoked` for a device).";
     Gone: ErrorBody, "Too late: the challenge, code or enrolment code expired (`challenge_expired`, \
         `code_expired`, `enrolment_code_expired`).";
     PayloadTooLarge: ErrorBody, "The body exceeds `server.body_limit_bytes` (`payload_too_large`).";

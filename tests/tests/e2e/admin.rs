@@ -167,6 +167,8 @@ async fn every_admin_route_checks_the_role_audits_and_reveals_no_secret() {
         route(Method::GET, "/v1/admin/messages", None, Who::Admin, "outbox.messages_read"),
     ];
 
+    routes_match_the_document(&s, &routes).await;
+
     let mut secrets = vec![
         Secret::new("card number", PAN),
         Secret::new("card number", OTHER_PAN),
@@ -225,6 +227,34 @@ async fn every_admin_route_checks_the_role_audits_and_reveals_no_secret() {
     for secret in &secrets {
         assert!(!leaks(&text, secret), "the audit trail holds a {} ({})", secret.what, secret.value);
     }
+}
+
+/// The table holds every admin operation of the served OpenAPI document,
+/// with the role its security names, so no route escapes the checks above
+/// and the document says truly who may call what.
+async fn routes_match_the_document(s: &TestServer, routes: &[Route]) {
+    let doc: Value = s.http.get(s.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let mut operations = 0;
+    for (template, item) in doc["paths"].as_object().unwrap().iter().filter(|(p, _)| p.starts_with("/v1/admin/")) {
+        for (method, operation) in item.as_object().unwrap() {
+            operations += 1;
+            let what = format!("{} {template}", method.to_uppercase());
+            let r = routes
+                .iter()
+                .find(|r| r.method.as_str().eq_ignore_ascii_case(method) && fills(template, &r.path))
+                .unwrap_or_else(|| panic!("{what} is not in the role table"));
+            let admin_only = operation["security"] == json!([{"operatorKey": ["admin"]}]);
+            assert_eq!(r.who == Who::Admin, admin_only, "{what}: the document and the table disagree on the role");
+        }
+    }
+    assert_eq!(operations, routes.len(), "the role table has routes the document lacks");
+}
+
+/// Whether `path` (perhaps with a query) is `template` with its `{…}` filled in.
+fn fills(template: &str, path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or_default();
+    let (template, path): (Vec<_>, Vec<_>) = (template.split('/').collect(), path.split('/').collect());
+    template.len() == path.len() && template.iter().zip(&path).all(|(t, p)| t.starts_with('{') || t == p)
 }
 
 #[tokio::test]

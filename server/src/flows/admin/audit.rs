@@ -7,6 +7,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::{action, record};
 use crate::app::App;
@@ -17,12 +18,16 @@ pub const DEFAULT_AUDIT_PAGE: u32 = 100;
 pub const MAX_AUDIT_PAGE: u32 = 1000;
 
 /// A search, as the API's query string or the CLI's flags give it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// Lines about this card.
     pub card_id: Option<String>,
+    /// Lines about this purchase.
     #[serde(rename = "acsTransID")]
     pub acs_trans_id: Option<String>,
+    /// Lines about this device.
     pub device_id: Option<String>,
     /// `operator:ID`, `cli`, `requestor:ID`, `device:ID`, `system`.
     pub actor: Option<String>,
@@ -37,10 +42,12 @@ pub struct AuditQuery {
     /// The `nextCursor` of the previous page (with the same filters).
     pub cursor: Option<String>,
     /// Lines per page: 1 to 1000, 100 if absent.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A page of audit lines, in the order they were appended.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditPage {
     pub events: Vec<AuditEvent>,

@@ -3,6 +3,7 @@
 //! contacts of their own, unblocked after too many wrong codes.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{card_action, check_contacts, conflict_or, record};
 use crate::app::App;
@@ -13,20 +14,25 @@ use crate::secrets::Purpose;
 use crate::storage::{Card, NewCard};
 use crate::window::security::{self, NewQuestions, QuestionsView};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewCardRequest {
+    /// The card number: 13 to 19 digits, Luhn-valid. Kept only as a keyed
+    /// hash and its last four digits.
     pub acct_number: String,
     /// The language of messages to the cardholder: `ja`, `en` or `sv`
     /// (a tag such as `ja-JP` is read as `ja`).
+    #[schema(pattern = "^([jJ][aA]|[eE][nN]|[sS][vV])(-[A-Za-z0-9]{1,8})*$")]
     pub language: Option<String>,
+    #[schema(max_length = 254)]
     pub email: Option<String>,
     /// E.164, e.g. `+46701234567`.
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$")]
     pub phone: Option<String>,
 }
 
 /// A card as operators see it: never the full number.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CardView {
     pub card_id: String,
@@ -53,18 +59,23 @@ impl From<&Card> for CardView {
 }
 
 /// A card's contacts for one-time codes; an absent one is removed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Contacts {
+    #[schema(max_length = 254)]
     pub email: Option<String>,
+    /// E.164, e.g. `+46701234567`.
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$")]
     pub phone: Option<String>,
 }
 
 /// The language messages to the cardholder are written in; none = the
 /// browser's (then English).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CardLanguage {
+    /// `ja`, `en` or `sv` (a tag such as `sv-SE` is read as `sv`).
+    #[schema(pattern = "^([jJ][aA]|[eE][nN]|[sS][vV])(-[A-Za-z0-9]{1,8})*$")]
     pub language: Option<String>,
 }
 
@@ -87,9 +98,18 @@ pub(super) fn new_card(app: &App, req: NewCardRequest) -> Result<NewCard, ApiErr
     Ok(NewCard { card, pan_hash: app.secrets.keyed_hash(Purpose::CardNumber, pan.as_str().as_bytes()) })
 }
 
-/// A language the cardholder messages and the window are written in.
+/// A language the cardholder messages and the window are written in: one
+/// BCP 47 tag (not a browser's list) of which only the language counts —
+/// the rule the schemas' `language` pattern states.
 fn language_code(tag: &str) -> Result<String, ApiError> {
-    Language::from_tag(tag)
+    let mut subtags = tag.split('-');
+    let primary = subtags.next().unwrap_or_default();
+    let well_formed = primary.len() == 2
+        && primary.bytes().all(|b| b.is_ascii_alphabetic())
+        && subtags.all(|s| (1..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric()));
+    well_formed
+        .then(|| Language::from_tag(primary))
+        .flatten()
         .map(|l| l.as_str().to_owned())
         .ok_or_else(|| ApiError::bad_request("language: one of ja, en, sv"))
 }
@@ -161,4 +181,20 @@ pub async fn security_questions(app: &App, card_id: &str, actor: &str) -> Result
     let view = security::show(app, card_id).await?;
     record(app, card_action(app, "card.security_questions_viewed", actor, card_id)).await?;
     Ok(view)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_language_is_one_well_formed_tag_of_ja_en_sv() {
+        for (tag, code) in [("ja", "ja"), ("EN", "en"), ("sv-SE", "sv"), ("en-GB-oxendict", "en"), ("ja-JP-x-a1", "ja")]
+        {
+            assert_eq!(language_code(tag).unwrap(), code, "{tag}");
+        }
+        for tag in ["fr", "", "j", "jpn", "ja_JP", "ja,en", "sv;q=0.9", " ja", "ja-", "ja--JP", "ja-toolongsub"] {
+            assert!(language_code(tag).is_err(), "{tag:?} accepted");
+        }
+    }
 }

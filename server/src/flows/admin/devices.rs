@@ -2,6 +2,7 @@
 //! stolen phone).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{action, card_action, record};
 use crate::app::App;
@@ -9,7 +10,7 @@ use crate::error::ApiError;
 use crate::flows::devices;
 
 /// An enrolled device: never its key or push token.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceSummary {
     pub device_id: String,
@@ -39,7 +40,7 @@ pub async fn card_devices(app: &App, card_id: &str, actor: &str) -> Result<Vec<D
 }
 
 /// What revoking a device did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RevokedDevice {
     pub device_id: String,

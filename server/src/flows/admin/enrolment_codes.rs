@@ -5,6 +5,7 @@
 use axum::http::StatusCode;
 use countersign_core::protocol::wire::ErrorCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{card_action, record};
 use crate::app::App;
@@ -18,7 +19,7 @@ const CODE_ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 pub const CODE_LOOKUP_LEN: usize = 4;
 pub const CODE_LEN: usize = 12;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedEnrolmentCode {
     /// Shown once, grouped for reading: `ABCD-EFGH-JKMN`.

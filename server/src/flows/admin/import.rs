@@ -10,6 +10,7 @@
 use std::io::BufRead;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{NewCardRequest, action, new_card, record};
 use crate::app::App;
@@ -21,10 +22,13 @@ pub const MAX_IMPORT_BATCH: usize = 500;
 
 /// A batch for `POST /v1/admin/cards/import`. Each row is read on its own,
 /// so one malformed row fails alone.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRequest {
-    /// Up to 500 cards, each `{acctNumber, language?, email?, phone?}`.
+    /// Up to 500 cards, each `{acctNumber, language?, email?, phone?}` as
+    /// `createCard` takes it. Each is read on its own: one that is not a
+    /// card fails alone, in the report's `failed`.
+    #[schema(max_items = 500, value_type = Vec<Value>)]
     pub cards: Vec<serde_json::Value>,
 }
 
@@ -38,7 +42,7 @@ pub struct ImportRow {
 }
 
 /// What an import did. Failures name their row and why, never the number.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ImportReport {
     pub created: u64,
@@ -47,7 +51,9 @@ pub struct ImportReport {
     pub failed: Vec<RowFailure>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A row that was not imported: its number (its line in a file, its
+/// position from 1 in an API batch) and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RowFailure {
     pub row: u64,
     pub error: String,

@@ -63,6 +63,9 @@ fn conflict_or(e: StorageError, message: &str) -> ApiError {
     }
 }
 
+/// A name or id: 1 to `max` characters, none of them a control character
+/// (`char::is_control`: U+0000–001F, U+007F–009F, which the request schemas
+/// state as their `pattern`).
 fn check_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     let len = value.chars().count();
     if len == 0 || len > max || value.chars().any(char::is_control) {

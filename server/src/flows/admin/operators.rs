@@ -3,6 +3,7 @@
 
 use countersign_core::protocol::wire::ErrorCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{action, check_text, new_api_key, record};
 use crate::app::App;
@@ -10,15 +11,16 @@ use crate::error::ApiError;
 use crate::secrets::Purpose;
 use crate::storage::{Operator, OperatorRole};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewOperatorRequest {
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub name: String,
     pub role: OperatorRole,
 }
 
 /// Returned once: the key is stored only as a keyed hash.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedOperator {
     pub id: String,
@@ -28,7 +30,7 @@ pub struct CreatedOperator {
 }
 
 /// An operator as others see it: never its key.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OperatorView {
     pub id: String,

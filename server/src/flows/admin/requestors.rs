@@ -8,6 +8,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{action, check_text, conflict_or, new_api_key, record};
 use crate::app::App;
@@ -15,16 +16,18 @@ use crate::error::ApiError;
 use crate::secrets::{Purpose, random_bytes};
 use crate::storage::{AuditEvent, Credential, Requestor, StorageError, StoredSecret};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewRequestorRequest {
     /// The requestor's `threeDSRequestorID`.
+    #[schema(min_length = 1, max_length = 35, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub id: String,
+    #[schema(min_length = 1, max_length = 40, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub name: String,
 }
 
 /// Returned once: the key and secret are not stored in the clear.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedRequestor {
     pub id: String,
@@ -34,7 +37,7 @@ pub struct CreatedRequestor {
 }
 
 /// A requestor as operators see it: never a key or secret.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestorView {
     pub id: String,
@@ -64,7 +67,7 @@ impl RequestorView {
 }
 
 /// Returned once, on rotation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RotatedApiKey {
     pub requestor_id: String,
@@ -74,7 +77,7 @@ pub struct RotatedApiKey {
 }
 
 /// Returned once, on rotation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RotatedCallbackSecret {
     pub requestor_id: String,
