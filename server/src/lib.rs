@@ -62,6 +62,10 @@ pub fn start(app: App, listener: TcpListener) -> std::io::Result<RunningServer> 
         let graceful = async move {
             let _ = http_rx.wait_for(|stop| *stop).await;
         };
+        // Small answers go out at once, never held back for an ACK (Nagle).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(graceful).await {
             tracing::error!(error = %e, "HTTP server failed");
         }

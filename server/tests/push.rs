@@ -739,16 +739,18 @@ async fn a_push_still_retrying_after_the_inline_wait_records_its_own_outcome() {
     notifier.notify(&ios, &payload, clock.now_ms()).await.unwrap();
     assert!(started.elapsed() < Duration::from_millis(500), "the caller does not wait for retries");
 
-    let mut unreachable = false;
+    // The device is marked, then the failure audited: two writes, so wait
+    // until both show.
+    let (mut unreachable, mut audit) = (false, Vec::new());
     for _ in 0..100 {
         unreachable = app.storage.device(&ios.id).await.unwrap().unwrap().push_unreachable;
-        if unreachable {
+        audit = app.storage.audit_events(&AuditFilter { limit: 1000, ..AuditFilter::default() }).await.unwrap();
+        if unreachable && audit.iter().any(|e| e.kind == "push.failed") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(unreachable, "the late refusal marked the device unreachable");
-    let audit = app.storage.audit_events(&AuditFilter { limit: 1000, ..AuditFilter::default() }).await.unwrap();
     let failed = audit.iter().find(|e| e.kind == "push.failed").expect("the failure is audited");
     assert_eq!(failed.challenge_id.as_deref(), Some(&*payload.challenge_id));
     assert_eq!(failed.device_id.as_deref(), Some(&*ios.id));

@@ -45,7 +45,10 @@ pub trait Storage: Send + Sync + 'static {
     async fn create_card(&self, card: &NewCard) -> StorageResult<()>;
     async fn card(&self, id: &str) -> StorageResult<Option<Card>>;
     async fn card_by_pan_hash(&self, pan_hash: &[u8]) -> StorageResult<Option<Card>>;
-    async fn card_activity(&self, card_id: &str, currency: u16, recent_since: i64) -> StorageResult<CardActivity>;
+    async fn card_activity(&self, card_id: &str, history: &HistoryQuery) -> StorageResult<CardActivity>;
+    /// The card with this number, its activity and its devices, in one
+    /// round trip (the AReq's reads).
+    async fn card_for_purchase(&self, pan_hash: &[u8], history: &HistoryQuery) -> StorageResult<Option<PurchaseCard>>;
 
     // Enrolment.
     async fn create_enrolment_code(&self, code: &EnrolmentCode) -> StorageResult<()>;

@@ -7,7 +7,7 @@
 
 use tokio_postgres::Client;
 
-const MIGRATIONS: &[(i32, &str)] = &[(1, INITIAL), (2, CHALLENGE_WINDOW)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, INITIAL), (2, CHALLENGE_WINDOW), (3, RISK_HISTORY_INDEXES)];
 
 /// Any fixed number works as long as nothing else in the database takes the
 /// same advisory lock; this one spells "cntrsign".
@@ -257,6 +257,16 @@ CREATE TABLE security_questions (
     answer_hash BYTEA NOT NULL,
     PRIMARY KEY (card_id, position)
 );
+"#;
+
+/// What the risk engine's low-value tally reads on every AReq: a card's
+/// exempt purchases in one currency (with their amounts), and the time of
+/// the card's last approved challenge. Without them the tally walks the
+/// card's whole history.
+const RISK_HISTORY_INDEXES: &str = r#"
+CREATE INDEX authentications_low_value ON authentications (card_id, currency, created_at) INCLUDE (amount_minor)
+    WHERE low_value_exempt;
+CREATE INDEX challenges_approved_by_card ON challenges (card_id, decided_at) WHERE state = 'approved';
 "#;
 
 /// Applies every migration not yet applied, in one transaction under the

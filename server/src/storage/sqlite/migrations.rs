@@ -2,7 +2,8 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-const MIGRATIONS: &[(u32, &str)] = &[(1, INITIAL), (2, ONE_TIME_CODES), (3, CHALLENGE_WINDOW)];
+const MIGRATIONS: &[(u32, &str)] =
+    &[(1, INITIAL), (2, ONE_TIME_CODES), (3, CHALLENGE_WINDOW), (4, RISK_HISTORY_INDEXES)];
 
 const INITIAL: &str = r#"
 CREATE TABLE requestors (
@@ -248,6 +249,17 @@ CREATE TABLE security_questions (
     answer_hash BLOB NOT NULL,
     PRIMARY KEY (card_id, position)
 );
+"#;
+
+/// What the risk engine's low-value tally reads on every AReq: a card's
+/// exempt purchases in one currency (and their amounts, so the index
+/// answers alone), and the time of the card's last approved challenge.
+/// Without them the tally walks the card's whole history. Whole indexes,
+/// not partial ones: SQLite re-prepares a statement on every new binding
+/// of a parameter it compared with a partial index's condition.
+const RISK_HISTORY_INDEXES: &str = r#"
+CREATE INDEX authentications_low_value ON authentications (card_id, low_value_exempt, currency, created_at, amount_minor);
+CREATE INDEX challenges_decided_by_card ON challenges (card_id, state, decided_at);
 "#;
 
 /// Applies every migration not yet applied; returns how many ran.
