@@ -254,12 +254,12 @@ CREATE TABLE security_questions (
 /// What the risk engine's low-value tally reads on every AReq: a card's
 /// exempt purchases in one currency (and their amounts, so the index
 /// answers alone), and the time of the card's last approved challenge.
-/// Without them the tally walks the card's whole history. Whole indexes,
-/// not partial ones: SQLite re-prepares a statement on every new binding
-/// of a parameter it compared with a partial index's condition.
+/// Without them the tally walks the card's whole history. Both are
+/// partial, so other purchases and challenges cost no index insert.
 const RISK_HISTORY_INDEXES: &str = r#"
-CREATE INDEX authentications_low_value ON authentications (card_id, low_value_exempt, currency, created_at, amount_minor);
-CREATE INDEX challenges_decided_by_card ON challenges (card_id, state, decided_at);
+CREATE INDEX authentications_low_value ON authentications (card_id, currency, created_at, amount_minor)
+    WHERE low_value_exempt = 1;
+CREATE INDEX challenges_approved_by_card ON challenges (card_id, decided_at) WHERE state = 'approved';
 "#;
 
 /// Applies every migration not yet applied; returns how many ran.
