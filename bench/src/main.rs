@@ -85,6 +85,10 @@ struct Args {
     /// Seconds each ceiling is measured for.
     #[arg(long, default_value_t = 2.0)]
     ceiling_secs: f64,
+    /// The server's `database.max_connections` (default: the server's own
+    /// default).
+    #[arg(long)]
+    connections: Option<usize>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -99,6 +103,8 @@ enum Command {
         dir: PathBuf,
         #[arg(long)]
         database_url: String,
+        #[arg(long)]
+        connections: Option<usize>,
     },
 }
 
@@ -128,7 +134,9 @@ fn main() {
     let args = Args::parse().effective();
     let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime");
     let result = match &args.command {
-        Some(Command::Serve { dir, database_url }) => runtime.block_on(server::serve(dir, database_url)),
+        Some(Command::Serve { dir, database_url, connections }) => {
+            runtime.block_on(server::serve(dir, database_url, *connections))
+        }
         None => runtime.block_on(run(&args)),
     };
     if let Err(e) = result {
@@ -159,7 +167,7 @@ async fn run(args: &Args) -> Result<()> {
     // This process opens the database first (applying migrations) for the
     // preloads; the server process then serves it.
     let admin = App::open(server::config(dir.path(), &database_url), Arc::new(SystemClock))?;
-    let server = ServerProcess::start(dir.path(), &database_url)?;
+    let server = ServerProcess::start(dir.path(), &database_url, args.connections)?;
     let pid = server.pid();
     let bench = Arc::new(Bench::new(admin, server.base.clone()).await?);
 

@@ -12,6 +12,7 @@ pub struct Settings {
     backend: &'static str,
     concurrency: usize,
     secs: f64,
+    connections: Option<usize>,
 }
 
 impl Settings {
@@ -20,7 +21,13 @@ impl Settings {
             Backend::Sqlite => "sqlite (WAL, synchronous=NORMAL)",
             Backend::Postgres => "postgresql",
         };
-        Self { smoke: args.smoke, backend, concurrency: args.concurrency, secs: args.secs }
+        Self {
+            smoke: args.smoke,
+            backend,
+            concurrency: args.concurrency,
+            secs: args.secs,
+            connections: args.connections,
+        }
     }
 }
 
@@ -116,6 +123,7 @@ impl Report {
             "backend": s.backend,
             "concurrency": s.concurrency,
             "secondsPerRun": s.secs,
+            "databaseConnections": s.connections,
             "cores": cores(),
             "serverInProcess": false,
             "serverPeakRssKb": self.peak_rss_kb,

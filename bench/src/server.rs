@@ -29,12 +29,15 @@ pub fn config(dir: &Path, database_url: &str) -> Config {
 /// `countersign-bench serve`: binds a loopback port, prints
 /// `listening <base URL>` on standard output, serves until standard input
 /// closes (the benchmark ended or died).
-pub async fn serve(dir: &Path, database_url: &str) -> Result<()> {
+pub async fn serve(dir: &Path, database_url: &str, connections: Option<usize>) -> Result<()> {
     init_logging();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let mut c = config(dir, database_url);
     c.server.public_url = Some(base.clone());
+    if let Some(n) = connections {
+        c.database.max_connections = n;
+    }
     let app = App::open(c, Arc::new(SystemClock))?;
     let server = countersign_server::start(app, listener)?;
     println!("listening {base}");
@@ -64,14 +67,14 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    pub fn start(dir: &Path, database_url: &str) -> Result<Self> {
+    pub fn start(dir: &Path, database_url: &str, connections: Option<usize>) -> Result<Self> {
         let log = std::fs::File::create(dir.join("server.log"))?;
-        let mut child = Command::new(std::env::current_exe()?)
-            .arg("serve")
-            .arg("--dir")
-            .arg(dir)
-            .arg("--database-url")
-            .arg(database_url)
+        let mut command = Command::new(std::env::current_exe()?);
+        command.arg("serve").arg("--dir").arg(dir).arg("--database-url").arg(database_url);
+        if let Some(n) = connections {
+            command.arg("--connections").arg(n.to_string());
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log)
