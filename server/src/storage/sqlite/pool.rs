@@ -10,8 +10,10 @@
 //! serves many jobs, and no writer ever waits on SQLite's busy handler.
 //!
 //! Checkpoints (copying the WAL back into the database file, with its
-//! fsyncs) run on a thread of their own, a little after commits, so the
-//! writer never stops for one.
+//! fsyncs) run on a thread of their own, a little after commits. The
+//! writer keeps only the part SQLite gives the writing connection: starting
+//! the WAL over, and a checkpoint of its own if the WAL grows long (see
+//! [`WRITER_CHECKPOINT_PAGES`]); each costs it an fsync or two.
 //!
 //! Reads take a read-only connection from a small pool and run where they
 //! are called (see [`Pool::read`]).
