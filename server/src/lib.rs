@@ -22,6 +22,8 @@ pub mod worker;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum_server::accept::NoDelayAcceptor;
+use axum_server::tls_rustls::RustlsAcceptor;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -100,15 +102,14 @@ async fn serve_http(
         stopper.graceful_shutdown(Some(grace));
     });
     let service = http::router(app).into_make_service();
-    let result = match tls {
-        Some(tls) => match axum_server::from_tcp_rustls(listener, tls) {
-            Ok(server) => server.handle(handle).serve(service).await,
-            Err(e) => Err(e),
-        },
-        None => match axum_server::from_tcp(listener) {
-            Ok(server) => server.handle(handle).serve(service).await,
-            Err(e) => Err(e),
-        },
+    // Small answers go out at once, never held back for an ACK (Nagle).
+    let result = match (axum_server::from_tcp(listener), tls) {
+        (Ok(server), Some(tls)) => {
+            let acceptor = RustlsAcceptor::new(tls).acceptor(NoDelayAcceptor);
+            server.acceptor(acceptor).handle(handle).serve(service).await
+        }
+        (Ok(server), None) => server.acceptor(NoDelayAcceptor).handle(handle).serve(service).await,
+        (Err(e), _) => Err(e),
     };
     if let Err(e) = result {
         tracing::error!(error = %e, "HTTP server failed");

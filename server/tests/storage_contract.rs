@@ -433,14 +433,107 @@ async fn card_activity_sums_the_cards_history(db: Db) {
     s.record_authentication(&record("a5", "card-1", NOW + 500, "N", false, 978, 9_999)).await.unwrap();
     s.record_authentication(&record("b1", "card-2", NOW + 500, "Y", true, 978, 50)).await.unwrap();
 
-    let activity = s.card_activity("card-1", 978, NOW + 300).await.unwrap();
+    let activity = s.card_activity("card-1", &history(978, NOW + 300)).await.unwrap();
     assert_eq!(
         activity,
         CardActivity { authenticated: 4, recent: 3, low_value_count: 1, low_value_sum: 700 },
         "a1, a2 (after its approval), a3 and a4 are Y; a3–a5 are recent; only a3 is low-value in EUR since +250"
     );
-    assert_eq!(s.card_activity("card-1", 840, NOW).await.unwrap().low_value_sum, 300);
-    assert_eq!(s.card_activity("card-9", 978, NOW).await.unwrap(), CardActivity::default());
+    assert_eq!(s.card_activity("card-1", &history(840, NOW)).await.unwrap().low_value_sum, 300);
+    assert_eq!(s.card_activity("card-9", &history(978, NOW)).await.unwrap(), CardActivity::default());
+}
+
+/// Counts with no limit that matters.
+fn history(currency: u16, recent_since: i64) -> HistoryQuery {
+    HistoryQuery { currency, recent_since, authenticated_up_to: u32::MAX, recent_up_to: u32::MAX }
+}
+
+async fn card_activity_counts_stop_at_their_limits(db: Db) {
+    let s = &*db.s;
+    shop_with_cards(s, &["card-1"]).await;
+    for i in 0..6 {
+        let mut a = authentication(&format!("a{i}"), Some("card-1"), NOW + i);
+        a.trans_status = "Y".into();
+        let audit = audit("authentication.created");
+        s.record_authentication(&NewAuthentication { authentication: a, challenge: None, audit }).await.unwrap();
+    }
+    let limited = HistoryQuery { authenticated_up_to: 2, recent_up_to: 4, ..history(978, NOW + 1) };
+    let activity = s.card_activity("card-1", &limited).await.unwrap();
+    assert_eq!((activity.authenticated, activity.recent), (2, 4), "six Y, five recent: each stops at its limit");
+    let unlimited = s.card_activity("card-1", &history(978, NOW + 1)).await.unwrap();
+    assert_eq!((unlimited.authenticated, unlimited.recent), (6, 5));
+    let none = HistoryQuery { authenticated_up_to: 0, recent_up_to: 0, ..limited };
+    let activity = s.card_activity("card-1", &none).await.unwrap();
+    assert_eq!((activity.authenticated, activity.recent), (0, 0));
+}
+
+async fn a_purchase_reads_card_history_and_devices_at_once(db: Db) {
+    let s = &*db.s;
+    shop_with_cards(s, &["card-1", "card-2"]).await;
+    for (lookup, dev) in [("A", "dev-1"), ("B", "dev-2")] {
+        s.create_enrolment_code(&enrolment_code(lookup, "card-1", 5)).await.unwrap();
+        s.complete_enrolment(lookup, &device(dev, &format!("key-{dev}")), NOW, &audit("device.enrolled"))
+            .await
+            .unwrap();
+    }
+    s.revoke_device("dev-2", NOW + 1, &audit("device.revoked")).await.unwrap();
+    let mut a = authentication("a1", Some("card-1"), NOW + 100);
+    (a.trans_status, a.low_value_exempt, a.amount_minor) = ("Y".into(), true, 900);
+    let audit_line = audit("authentication.created");
+    s.record_authentication(&NewAuthentication { authentication: a, challenge: None, audit: audit_line })
+        .await
+        .unwrap();
+
+    let query = history(978, NOW);
+    let found = s.card_for_purchase(b"pan-hash-card-1", &query).await.unwrap().expect("card-1");
+    assert_eq!(found.card, s.card("card-1").await.unwrap().unwrap());
+    assert_eq!(found.activity, s.card_activity("card-1", &query).await.unwrap());
+    assert_eq!(found.activity.low_value_sum, 900);
+    assert_eq!(found.devices, s.card_devices("card-1").await.unwrap());
+    assert_eq!(found.devices.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["dev-1"], "not the revoked one");
+
+    let bare = s.card_for_purchase(b"pan-hash-card-2", &query).await.unwrap().expect("card-2");
+    assert_eq!((bare.activity, bare.devices.len()), (CardActivity::default(), 0));
+    assert_eq!(s.card_for_purchase(b"pan-hash-card-9", &query).await.unwrap(), None);
+}
+
+/// Writes that fail (here: a reused threeDSServerTransID) change nothing
+/// and leave the writes racing them whole, however they are committed.
+async fn failing_writes_among_many_leave_the_others_whole(db: Db) {
+    let s = db.s.clone();
+    shop_with_cards(&*s, &["card-1"]).await;
+    let record = |i: usize, ds: String| {
+        let mut a = authentication(&format!("acs-{i}"), Some("card-1"), NOW + i as i64);
+        a.ds_trans_id = ds;
+        let mut audit = audit("authentication.created");
+        audit.acs_trans_id = Some(a.acs_trans_id.clone());
+        NewAuthentication { authentication: a, challenge: None, audit }
+    };
+    // Every third purchase reuses the id of the one before it.
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            let (s, new) = (s.clone(), record(i, format!("ds-{}", if i % 3 == 2 { i - 1 } else { i })));
+            tokio::spawn(async move { (i, s.record_authentication(&new).await) })
+        })
+        .collect();
+    let mut stored = BTreeSet::new();
+    for task in tasks {
+        let (i, result) = task.await.unwrap();
+        match result {
+            Ok(()) => assert!(stored.insert(i)),
+            Err(StorageError::Conflict(_)) => {}
+            Err(e) => panic!("purchase {i}: {e}"),
+        }
+    }
+    assert_eq!(stored.len(), 40, "one of each pair that shares an id, and every other purchase");
+    for i in 0..60 {
+        let a = s.authentication(&format!("acs-{i}")).await.unwrap();
+        assert_eq!(a.is_some(), stored.contains(&i), "purchase {i} stored iff it was answered Ok");
+    }
+    let audited = s.audit_events(&AuditFilter { limit: 1000, ..AuditFilter::default() }).await.unwrap();
+    let audited: BTreeSet<String> = audited.into_iter().filter_map(|r| r.event.acs_trans_id).collect();
+    let expected: BTreeSet<String> = stored.iter().map(|i| format!("acs-{i}")).collect();
+    assert_eq!(audited, expected, "a refused purchase leaves no audit line either");
 }
 
 fn enrolment_code(lookup: &str, card: &str, attempts: u32) -> EnrolmentCode {
@@ -1501,6 +1594,9 @@ contract!(
     operators_are_found_by_key_with_their_role,
     cards_are_found_by_id_and_card_number_hash,
     card_activity_sums_the_cards_history,
+    card_activity_counts_stop_at_their_limits,
+    a_purchase_reads_card_history_and_devices_at_once,
+    failing_writes_among_many_leave_the_others_whole,
     enrolment_codes_run_out_of_attempts,
     enrolment_creates_a_device_or_reuses_its_key,
     one_enrolment_code_enrols_once_however_many_try,

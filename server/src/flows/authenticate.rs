@@ -14,7 +14,10 @@ use crate::flows::{authentication_value, challenges};
 use crate::notifier::NotifyError;
 use crate::risk::{CardHistory, LowValueTally, RiskInput, assess};
 use crate::secrets::Purpose;
-use crate::storage::{AuditEvent, Authentication, Card, Challenge, Device, NewAuthentication, Requestor, StorageError};
+use crate::storage::{
+    AuditEvent, Authentication, Card, CardActivity, Challenge, Device, HistoryQuery, NewAuthentication, Requestor,
+    StorageError,
+};
 
 /// Where browsers post their CReq (the challenge window).
 pub const CHALLENGE_PATH: &str = "/challenge";
@@ -30,16 +33,23 @@ pub async fn authenticate(app: &App, requestor: &Requestor, body: &[u8]) -> Resu
     let transient = |e: StorageError| echo(EmvError::transient(e.to_string()));
     let now = app.now_ms();
     let acs_trans_id = Uuid::new_v4();
-    let card = app.storage.card_by_pan_hash(&pan_hash(app, &areq.acct_number)).await.map_err(transient)?;
+    // The card, its history and its devices in one read.
+    let found = app
+        .storage
+        .card_for_purchase(&pan_hash(app, &areq.acct_number), &history_query(app, &areq, now))
+        .await
+        .map_err(transient)?;
+    let card = found.as_ref().map(|f| &f.card);
 
-    let mut record = new_record(&areq, acs_trans_id, card.as_ref().map(|c| c.id.clone()), now);
+    let mut record = new_record(&areq, acs_trans_id, card.map(|c| c.id.clone()), now);
     let mut challenge: Option<Challenge> = None;
     let mut devices = Vec::new();
-    match screen(&areq, card.as_ref()) {
+    match screen(&areq, card) {
         Some((status, reason, code)) => refuse(&mut record, status, reason, code),
         None => {
-            let card = card.as_ref().expect("screen() refuses unknown cards");
-            let assessment = assess(&app.config.risk, &risk_input(app, &areq, card, now).await.map_err(transient)?);
+            let found = found.expect("screen() refuses unknown cards");
+            let card = &found.card;
+            let assessment = assess(&app.config.risk, &risk_input(&areq, &found.activity));
             record.reasons = assessment.reasons.iter().map(|r| r.as_str().to_owned()).collect();
             if !assessment.is_challenge() {
                 record.trans_status = TransStatus::Authenticated.as_str().into();
@@ -47,7 +57,7 @@ pub async fn authenticate(app: &App, requestor: &Requestor, body: &[u8]) -> Resu
                 record.authentication_value = Some(authentication_value::compute(&app.secrets, &record));
                 record.eci = Some(authentication_value::ECI_AUTHENTICATED.into());
             } else {
-                devices = app.storage.card_devices(&card.id).await.map_err(transient)?;
+                devices = found.devices;
                 let mut c = challenges::new_challenge(app, &record, &card.id, now);
                 if devices.iter().any(Device::pushable) {
                     c.push_deadline = Some(now + app.config.codes.push_timeout_secs as i64 * 1000);
@@ -142,11 +152,21 @@ fn new_record(areq: &AReq, acs_trans_id: Uuid, card_id: Option<String>, now: i64
     }
 }
 
-async fn risk_input(app: &App, areq: &AReq, card: &Card, now: i64) -> Result<RiskInput, StorageError> {
+/// What the risk rules will ask of the card's history: each count only up
+/// to the limit it is compared with.
+fn history_query(app: &App, areq: &AReq, now: i64) -> HistoryQuery {
+    let risk = &app.config.risk;
+    HistoryQuery {
+        currency: areq.purchase.map_or(0, |p| p.currency.numeric),
+        recent_since: now - risk.velocity.window_secs as i64 * 1000,
+        authenticated_up_to: risk.first_purchases_exempt,
+        recent_up_to: risk.velocity.max_authentications,
+    }
+}
+
+fn risk_input(areq: &AReq, activity: &CardActivity) -> RiskInput {
     let (amount_minor, currency) = areq.purchase.map_or((0, 0), |p| (p.amount, p.currency.numeric));
-    let window_start = now - app.config.risk.velocity.window_secs as i64 * 1000;
-    let activity = app.storage.card_activity(&card.id, currency, window_start).await?;
-    Ok(RiskInput {
+    RiskInput {
         amount_minor,
         currency,
         challenge_mandated_by_requestor: areq.three_ds_requestor_challenge_ind
@@ -159,7 +179,7 @@ async fn risk_input(app: &App, areq: &AReq, card: &Card, now: i64) -> Result<Ris
                 sum_minor: activity.low_value_sum,
             },
         },
-    })
+    }
 }
 
 /// Pushes to every device of the card that can take one, or falls back to

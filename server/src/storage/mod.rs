@@ -84,7 +84,10 @@ pub trait Storage: Send + Sync + 'static {
     async fn create_card(&self, card: &NewCard) -> StorageResult<()>;
     async fn card(&self, id: &str) -> StorageResult<Option<Card>>;
     async fn card_by_pan_hash(&self, pan_hash: &[u8]) -> StorageResult<Option<Card>>;
-    async fn card_activity(&self, card_id: &str, currency: u16, recent_since: i64) -> StorageResult<CardActivity>;
+    async fn card_activity(&self, card_id: &str, history: &HistoryQuery) -> StorageResult<CardActivity>;
+    /// The card with this number, its activity and its devices, in one
+    /// round trip (the AReq's reads).
+    async fn card_for_purchase(&self, pan_hash: &[u8], history: &HistoryQuery) -> StorageResult<Option<PurchaseCard>>;
     /// Creates each card, or — when its number is registered already —
     /// sets the language and contacts the row has (a `None` keeps the
     /// card's own), all in one transaction. Each card created or changed is

@@ -454,12 +454,36 @@ pub enum CardImported {
     Unchanged(String),
 }
 
+/// Which of a card's past the risk engine needs counted, and how far.
+/// A count is only ever compared with its limit, so it stops there: the
+/// cost of an AReq does not grow with the card's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// The purchase's currency (the low-value tally is per currency).
+    pub currency: u16,
+    /// Start of the velocity window.
+    pub recent_since: i64,
+    /// Count authenticated (Y) purchases up to this many.
+    pub authenticated_up_to: u32,
+    /// Count AReqs within the window up to this many.
+    pub recent_up_to: u32,
+}
+
+/// Everything an AReq needs of its card, read in one go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurchaseCard {
+    pub card: Card,
+    pub activity: CardActivity,
+    /// The card's devices, not revoked, in enrolment order.
+    pub devices: Vec<Device>,
+}
+
 /// What the risk engine needs to know of a card's past.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CardActivity {
-    /// Earlier purchases authenticated (Y).
+    /// Earlier purchases authenticated (Y), up to the query's limit.
     pub authenticated: u64,
-    /// AReqs since the velocity window began.
+    /// AReqs since the velocity window began, up to the query's limit.
     pub recent: u32,
     /// Low-value exemptions in this currency since the last approved challenge.
     pub low_value_count: u32,

@@ -7,7 +7,8 @@
 
 use tokio_postgres::Client;
 
-const MIGRATIONS: &[(i32, &str)] = &[(1, INITIAL), (2, CHALLENGE_WINDOW), (3, ADMINISTRATION)];
+const MIGRATIONS: &[(i32, &str)] =
+    &[(1, INITIAL), (2, CHALLENGE_WINDOW), (3, ADMINISTRATION), (4, RISK_HISTORY_INDEXES)];
 
 /// Any fixed number works as long as nothing else in the database takes the
 /// same advisory lock; this one spells "cntrsign".
@@ -275,6 +276,16 @@ ALTER TABLE requestors ADD COLUMN previous_callback_secret_until BIGINT;
 -- nodes of the previous version keep answering during a rolling upgrade.
 
 CREATE INDEX audit_by_time ON audit_events (at);
+"#;
+
+/// What the risk engine's low-value tally reads on every AReq: a card's
+/// exempt purchases in one currency (with their amounts), and the time of
+/// the card's last approved challenge. Without them the tally walks the
+/// card's whole history. (SQLite's version 5.)
+const RISK_HISTORY_INDEXES: &str = r#"
+CREATE INDEX authentications_low_value ON authentications (card_id, currency, created_at) INCLUDE (amount_minor)
+    WHERE low_value_exempt;
+CREATE INDEX challenges_approved_by_card ON challenges (card_id, decided_at) WHERE state = 'approved';
 "#;
 
 /// Applies every migration up to `until` not yet applied, in one

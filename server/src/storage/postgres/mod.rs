@@ -247,6 +247,56 @@ fn operator_from(r: &Row) -> StorageResult<Operator> {
     })
 }
 
+/// The risk engine's counts for card `c` (`$1` finds it, `$2`–`$5` are
+/// [`activity_params`]). Each count stops at its limit, and the low-value
+/// tally reads only exempt purchases since the last approved challenge
+/// (two indexes), so none grows with the card's history. One statement:
+/// the figures come from one snapshot.
+const ACTIVITY: &str = "\
+    (SELECT COUNT(*) FROM (SELECT 1 FROM authentications a WHERE a.card_id = c.id AND a.trans_status = 'Y' \
+        LIMIT $4) y), \
+    (SELECT COUNT(*) FROM (SELECT 1 FROM authentications a WHERE a.card_id = c.id AND a.created_at >= $3 \
+        LIMIT $5) r), \
+    (SELECT COUNT(*) FROM authentications a WHERE a.card_id = c.id AND a.low_value_exempt AND a.currency = $2 \
+        AND a.created_at > COALESCE(( \
+            SELECT MAX(decided_at) FROM challenges ch WHERE ch.card_id = c.id AND ch.state = 'approved'), 0)), \
+    (SELECT COALESCE(SUM(a.amount_minor), 0)::BIGINT FROM authentications a WHERE a.card_id = c.id \
+        AND a.low_value_exempt AND a.currency = $2 AND a.created_at > COALESCE(( \
+            SELECT MAX(decided_at) FROM challenges ch WHERE ch.card_id = c.id AND ch.state = 'approved'), 0))";
+
+/// A [`HistoryQuery`] as the parameters `$2`–`$5` of [`ACTIVITY`].
+struct ActivityArgs {
+    currency: i32,
+    recent_since: i64,
+    authenticated_up_to: i64,
+    recent_up_to: i64,
+}
+
+impl ActivityArgs {
+    fn new(q: &HistoryQuery) -> Self {
+        Self {
+            currency: i32::from(q.currency),
+            recent_since: q.recent_since,
+            authenticated_up_to: wide(q.authenticated_up_to),
+            recent_up_to: wide(q.recent_up_to),
+        }
+    }
+
+    /// The parameters, `key` (the card's id or number hash) first.
+    fn with<'a>(&'a self, key: &'a (dyn ToSql + Sync)) -> [&'a (dyn ToSql + Sync); 5] {
+        [key, &self.currency, &self.recent_since, &self.authenticated_up_to, &self.recent_up_to]
+    }
+}
+
+fn activity_from(row: &Row, at: usize) -> StorageResult<CardActivity> {
+    Ok(CardActivity {
+        authenticated: get::<i64>(row, at)? as u64,
+        recent: get::<i64>(row, at + 1)? as u32,
+        low_value_count: get::<i64>(row, at + 2)? as u32,
+        low_value_sum: get::<i64>(row, at + 3)? as u64,
+    })
+}
+
 const CARD_COLUMNS: &str = "id, pan_last4, language, email, phone, blocked_at, failed_code_attempts, created_at";
 
 fn card_from(row: &Row) -> StorageResult<Card> {
@@ -565,29 +615,34 @@ impl Storage for PostgresStorage {
         self.read_one(&format!("SELECT {CARD_COLUMNS} FROM cards WHERE pan_hash = $1"), &[&pan_hash], card_from).await
     }
 
-    async fn card_activity(&self, card_id: &str, currency: u16, recent_since: i64) -> StorageResult<CardActivity> {
-        // One statement, so the four figures come from one snapshot.
-        let activity = self
-            .read_one(
-                "SELECT \
-                   (SELECT COUNT(*) FROM authentications WHERE card_id = $1 AND trans_status = 'Y'), \
-                   (SELECT COUNT(*) FROM authentications WHERE card_id = $1 AND created_at >= $3), \
-                   COUNT(*), COALESCE(SUM(amount_minor), 0)::BIGINT \
-                 FROM authentications \
-                 WHERE card_id = $1 AND low_value_exempt AND currency = $2 AND created_at > COALESCE( \
-                   (SELECT MAX(decided_at) FROM challenges WHERE card_id = $1 AND state = 'approved'), 0)",
-                &[&card_id, &i32::from(currency), &recent_since],
-                |r| {
-                    Ok(CardActivity {
-                        authenticated: get::<i64>(r, 0)? as u64,
-                        recent: get::<i64>(r, 1)? as u32,
-                        low_value_count: get::<i64>(r, 2)? as u32,
-                        low_value_sum: get::<i64>(r, 3)? as u64,
-                    })
-                },
-            )
-            .await?;
-        activity.ok_or_else(|| corrupt("card activity"))
+    async fn card_activity(&self, card_id: &str, history: &HistoryQuery) -> StorageResult<CardActivity> {
+        let sql = format!("SELECT {ACTIVITY} FROM cards c WHERE c.id = $1");
+        let args = ActivityArgs::new(history);
+        let row = self.read_one(&sql, &args.with(&card_id), |r| activity_from(r, 0)).await?;
+        Ok(row.unwrap_or_default())
+    }
+
+    async fn card_for_purchase(&self, pan_hash: &[u8], history: &HistoryQuery) -> StorageResult<Option<PurchaseCard>> {
+        let card_sql =
+            format!("SELECT {}, {ACTIVITY} FROM cards c WHERE c.pan_hash = $1", qualified(CARD_COLUMNS, "c"));
+        let devices_sql = format!(
+            "SELECT {} FROM devices d JOIN device_cards dc ON dc.device_id = d.id JOIN cards c ON c.id = dc.card_id \
+             WHERE c.pan_hash = $1 AND d.revoked_at IS NULL ORDER BY dc.enrolled_at, dc.device_id",
+            qualified(DEVICE_COLUMNS, "d")
+        );
+        let args = ActivityArgs::new(history);
+        let c = self.conn().await?;
+        // Both statements go out together on the one connection (pipelined):
+        // one round trip to the database.
+        let (card_params, devices_params) = (args.with(&pan_hash), [&pan_hash as &(dyn ToSql + Sync)]);
+        let (card, devices) =
+            tokio::try_join!(query_opt(&c, &card_sql, &card_params), query(&c, &devices_sql, &devices_params))?;
+        let Some(row) = card else { return Ok(None) };
+        Ok(Some(PurchaseCard {
+            card: card_from(&row)?,
+            activity: activity_from(&row, 8)?,
+            devices: devices.iter().map(device_from).collect::<StorageResult<_>>()?,
+        }))
     }
 
     async fn import_cards(&self, cards: &[NewCard], audit: &AuditEvent) -> StorageResult<Vec<CardImported>> {

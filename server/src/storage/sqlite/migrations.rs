@@ -2,7 +2,8 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-const MIGRATIONS: &[(u32, &str)] = &[(1, INITIAL), (2, ONE_TIME_CODES), (3, CHALLENGE_WINDOW), (4, ADMINISTRATION)];
+const MIGRATIONS: &[(u32, &str)] =
+    &[(1, INITIAL), (2, ONE_TIME_CODES), (3, CHALLENGE_WINDOW), (4, ADMINISTRATION), (5, RISK_HISTORY_INDEXES)];
 
 const INITIAL: &str = r#"
 CREATE TABLE requestors (
@@ -266,6 +267,17 @@ ALTER TABLE requestors ADD COLUMN previous_callback_secret_sealed BLOB;
 ALTER TABLE requestors ADD COLUMN previous_callback_secret_until INTEGER;
 
 CREATE INDEX audit_by_time ON audit_events (at);
+"#;
+
+/// What the risk engine's low-value tally reads on every AReq: a card's
+/// exempt purchases in one currency (and their amounts, so the index
+/// answers alone), and the time of the card's last approved challenge.
+/// Without them the tally walks the card's whole history. Both are
+/// partial, so other purchases and challenges cost no index insert.
+const RISK_HISTORY_INDEXES: &str = r#"
+CREATE INDEX authentications_low_value ON authentications (card_id, currency, created_at, amount_minor)
+    WHERE low_value_exempt = 1;
+CREATE INDEX challenges_approved_by_card ON challenges (card_id, decided_at) WHERE state = 'approved';
 "#;
 
 /// Applies every migration up to `until` not yet applied; returns how many ran.

@@ -7,7 +7,7 @@ mod pool;
 use std::path::Path;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use self::pool::{Pool, unavailable};
 use super::*;
@@ -57,7 +57,7 @@ impl SqliteStorage {
         R: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
     {
-        self.pool.run(move |conn| f(conn).map_err(classify)).await
+        self.pool.read(move |conn| f(conn).map_err(classify))
     }
 
     /// The row `sql` finds for `key`, if any.
@@ -86,22 +86,15 @@ impl SqliteStorage {
         .await
     }
 
-    /// Runs `f` in a write transaction begun IMMEDIATE, so it takes the
-    /// write lock up front (waiting on the busy timeout) instead of failing
-    /// with SQLITE_BUSY when a read upgrades to a write.
+    /// Runs `f` in a write transaction of its own: the pool's writer
+    /// thread runs it inside a savepoint of a batch, and answers once the
+    /// batch committed (see `pool`).
     async fn write<R, F>(&self, f: F) -> StorageResult<R>
     where
         R: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> StorageResult<R> + Send + 'static,
+        F: FnOnce(&Connection) -> StorageResult<R> + Send + 'static,
     {
-        self.pool
-            .run(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let result = f(&tx)?;
-                tx.commit()?;
-                Ok(result)
-            })
-            .await
+        self.pool.write(f).await
     }
 }
 
@@ -314,6 +307,50 @@ fn insert_audit(conn: &Connection, e: &AuditEvent) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The risk engine's counts for a card; each count stops at its limit (a
+/// `LIMIT` inside), and the low-value tally reads only exempt purchases
+/// since the last approved challenge (two indexes), so none grows with the
+/// card's history.
+fn card_activity(c: &Connection, card_id: &str, q: &HistoryQuery) -> rusqlite::Result<CardActivity> {
+    // The limits are written into the SQL, not bound: SQLite re-prepares a
+    // statement each time a LIMIT parameter is bound. They come from the
+    // configuration, so each statement is still prepared once.
+    let authenticated: i64 = c
+        .prepare_cached(&format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM authentications WHERE card_id = ?1 AND trans_status = 'Y' LIMIT {})",
+            q.authenticated_up_to
+        ))?
+        .query_row([card_id], |r| r.get(0))?;
+    let recent: i64 = c
+        .prepare_cached(&format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM authentications WHERE card_id = ?1 AND created_at >= ?2 LIMIT {})",
+            q.recent_up_to
+        ))?
+        .query_row(params![card_id, q.recent_since], |r| r.get(0))?;
+    let (low_value_count, low_value_sum): (i64, i64) = c
+        .prepare_cached(
+            "SELECT COUNT(*), COALESCE(SUM(amount_minor), 0) FROM authentications \
+             WHERE card_id = ?1 AND low_value_exempt = 1 AND currency = ?2 AND created_at > COALESCE( \
+               (SELECT MAX(decided_at) FROM challenges WHERE card_id = ?1 AND state = 'approved'), 0)",
+        )?
+        .query_row(params![card_id, q.currency], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(CardActivity {
+        authenticated: authenticated as u64,
+        recent: recent as u32,
+        low_value_count: low_value_count as u32,
+        low_value_sum: low_value_sum as u64,
+    })
+}
+
+fn card_devices(c: &Connection, card_id: &str) -> rusqlite::Result<Vec<Device>> {
+    let sql = format!(
+        "SELECT {} FROM devices d JOIN device_cards dc ON dc.device_id = d.id \
+         WHERE dc.card_id = ?1 AND d.revoked_at IS NULL ORDER BY dc.enrolled_at",
+        qualified(DEVICE_COLUMNS, "d")
+    );
+    c.prepare_cached(&sql)?.query_map([card_id], device_from)?.collect()
+}
+
 #[async_trait]
 impl Storage for SqliteStorage {
     async fn ping(&self) -> StorageResult<()> {
@@ -482,28 +519,26 @@ impl Storage for SqliteStorage {
         self.one(format!("SELECT {CARD_COLUMNS} FROM cards WHERE pan_hash = ?1"), pan_hash.to_vec(), card_from).await
     }
 
-    async fn card_activity(&self, card_id: &str, currency: u16, recent_since: i64) -> StorageResult<CardActivity> {
-        let card_id = card_id.to_owned();
+    async fn card_activity(&self, card_id: &str, history: &HistoryQuery) -> StorageResult<CardActivity> {
+        let (card_id, history) = (card_id.to_owned(), *history);
+        self.read(move |c| card_activity(c, &card_id, &history)).await
+    }
+
+    async fn card_for_purchase(&self, pan_hash: &[u8], history: &HistoryQuery) -> StorageResult<Option<PurchaseCard>> {
+        let (hash, history) = (pan_hash.to_vec(), *history);
+        // One read transaction, so card, history and devices agree.
         self.read(move |c| {
-            let authenticated: i64 = c
-                .prepare_cached("SELECT COUNT(*) FROM authentications WHERE card_id = ?1 AND trans_status = 'Y'")?
-                .query_row([&card_id], |r| r.get(0))?;
-            let recent: i64 = c
-                .prepare_cached("SELECT COUNT(*) FROM authentications WHERE card_id = ?1 AND created_at >= ?2")?
-                .query_row(params![card_id, recent_since], |r| r.get(0))?;
-            let (low_value_count, low_value_sum): (i64, i64) = c
-                .prepare_cached(
-                    "SELECT COUNT(*), COALESCE(SUM(amount_minor), 0) FROM authentications \
-                     WHERE card_id = ?1 AND low_value_exempt = 1 AND currency = ?2 AND created_at > COALESCE( \
-                       (SELECT MAX(decided_at) FROM challenges WHERE card_id = ?1 AND state = 'approved'), 0)",
-                )?
-                .query_row(params![card_id, currency], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(CardActivity {
-                authenticated: authenticated as u64,
-                recent: recent as u32,
-                low_value_count: low_value_count as u32,
-                low_value_sum: low_value_sum as u64,
-            })
+            let tx = c.unchecked_transaction()?;
+            let Some(card) = tx
+                .prepare_cached(&format!("SELECT {CARD_COLUMNS} FROM cards WHERE pan_hash = ?1"))?
+                .query_row([hash], card_from)
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let activity = card_activity(&tx, &card.id, &history)?;
+            let devices = card_devices(&tx, &card.id)?;
+            Ok(Some(PurchaseCard { card, activity, devices }))
         })
         .await
     }
@@ -705,15 +740,7 @@ impl Storage for SqliteStorage {
 
     async fn card_devices(&self, card_id: &str) -> StorageResult<Vec<Device>> {
         let id = card_id.to_owned();
-        self.read(move |c| {
-            let sql = format!(
-                "SELECT {} FROM devices d JOIN device_cards dc ON dc.device_id = d.id \
-                 WHERE dc.card_id = ?1 AND d.revoked_at IS NULL ORDER BY dc.enrolled_at",
-                qualified(DEVICE_COLUMNS, "d")
-            );
-            c.prepare_cached(&sql)?.query_map([id], device_from)?.collect()
-        })
-        .await
+        self.read(move |c| card_devices(c, &id)).await
     }
 
     async fn is_enrolled(&self, device_id: &str, card_id: &str) -> StorageResult<bool> {

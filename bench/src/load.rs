@@ -1,0 +1,198 @@
+//! Driving load: closed loop (each client sends its next request when the
+//! last one answered) to find the most a scenario sustains, and open loop
+//! at a fixed rate (requests start on a schedule whatever the answers) for
+//! latency at a given load.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, ensure};
+use tokio::sync::Semaphore;
+
+use crate::server::ProcStats;
+
+/// One run's result.
+pub struct Outcome {
+    pub name: String,
+    pub count: u64,
+    pub elapsed: Duration,
+    /// Latency of each operation, microseconds, sorted.
+    pub latencies_us: Vec<u64>,
+    /// CPU seconds the server process used during the run.
+    pub server_cpu_secs: f64,
+    /// CPU seconds this (client) process used during the run.
+    pub client_cpu_secs: f64,
+    /// The rate asked for, in an open-loop run.
+    pub target_rate: Option<f64>,
+    /// In an open-loop run, how late requests left (the clients' own
+    /// delay, included in their latency), microseconds, sorted.
+    pub lags_us: Vec<u64>,
+}
+
+impl Outcome {
+    pub fn per_sec(&self) -> f64 {
+        self.count as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn percentile_ms(&self, p: f64) -> f64 {
+        percentile_ms(&self.latencies_us, p)
+    }
+
+    /// In an open-loop run, the clients' own lag at percentile `p`.
+    pub fn lag_percentile_ms(&self, p: f64) -> Option<f64> {
+        (!self.lags_us.is_empty()).then(|| percentile_ms(&self.lags_us, p))
+    }
+
+    pub fn max_ms(&self) -> f64 {
+        self.latencies_us.last().copied().unwrap_or(0) as f64 / 1000.0
+    }
+
+    /// Server CPU per operation, microseconds.
+    pub fn server_cpu_us_per_op(&self) -> f64 {
+        self.server_cpu_secs * 1e6 / self.count.max(1) as f64
+    }
+
+    /// Cores the server kept busy on average.
+    pub fn server_cores(&self) -> f64 {
+        self.server_cpu_secs / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted_us.len() as f64).ceil() as usize;
+    sorted_us[rank.clamp(1, sorted_us.len()) - 1] as f64 / 1000.0
+}
+
+/// CPU clocks of both processes, read before and after a run.
+struct CpuMark {
+    server: f64,
+    client: f64,
+}
+
+impl CpuMark {
+    fn now(server_pid: u32) -> Result<Self> {
+        Ok(Self { server: ProcStats::cpu_secs(server_pid)?, client: ProcStats::cpu_secs(std::process::id())? })
+    }
+}
+
+/// Runs `op(worker, i)` from each worker's own task, one at a time, until
+/// `secs` pass or `max` operations were started; any error stops the run.
+pub async fn closed_loop<S, F, Fut>(
+    name: &str,
+    server_pid: u32,
+    workers: Vec<S>,
+    secs: f64,
+    max: u64,
+    op: F,
+) -> Result<Outcome>
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<()>> + Send,
+{
+    let op = Arc::new(op);
+    let issued = Arc::new(AtomicU64::new(0));
+    let cpu = CpuMark::now(server_pid)?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::new();
+    for state in workers {
+        let (op, issued, state) = (op.clone(), issued.clone(), Arc::new(state));
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let i = issued.fetch_add(1, Ordering::Relaxed);
+                if i >= max {
+                    break;
+                }
+                let t = Instant::now();
+                op(state.clone(), i).await?;
+                latencies.push(t.elapsed().as_micros() as u64);
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    for task in tasks {
+        latencies_us.extend(task.await??);
+    }
+    finish(name, server_pid, started, cpu, latencies_us, None)
+}
+
+/// Starts `op(state, i)` at `rate` per second for `secs` (or `max`
+/// operations), whatever the answers, with at most `in_flight` running.
+/// Latency counts from when a request was due, not when it left, so a
+/// server that falls behind is charged for the wait it causes.
+pub async fn fixed_rate<S, F, Fut>(
+    name: &str,
+    server_pid: u32,
+    state: S,
+    rate: f64,
+    secs: f64,
+    max: u64,
+    op: F,
+) -> Result<Outcome>
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    let (op, state) = (Arc::new(op), Arc::new(state));
+    let in_flight = Arc::new(Semaphore::new(4096));
+    let period = Duration::from_secs_f64(1.0 / rate.max(1.0));
+    let count = ((rate * secs) as u64).clamp(1, max.max(1));
+    let cpu = CpuMark::now(server_pid)?;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let due = started + period.mul_f64(i as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let permit = in_flight.clone().acquire_owned().await?;
+        let (op, state) = (op.clone(), state.clone());
+        tasks.push(tokio::spawn(async move {
+            let lag = due.elapsed().as_micros() as u64;
+            op(state, i).await?;
+            drop(permit);
+            Ok::<_, anyhow::Error>((due.elapsed().as_micros() as u64, lag))
+        }));
+    }
+    let (mut latencies_us, mut lags_us) = (Vec::with_capacity(tasks.len()), Vec::with_capacity(tasks.len()));
+    for task in tasks {
+        let (latency, lag) = task.await??;
+        latencies_us.push(latency);
+        lags_us.push(lag);
+    }
+    lags_us.sort_unstable();
+    let mut outcome = finish(name, server_pid, started, cpu, latencies_us, Some(rate))?;
+    outcome.lags_us = lags_us;
+    Ok(outcome)
+}
+
+fn finish(
+    name: &str,
+    server_pid: u32,
+    started: Instant,
+    cpu: CpuMark,
+    mut latencies_us: Vec<u64>,
+    target_rate: Option<f64>,
+) -> Result<Outcome> {
+    let elapsed = started.elapsed();
+    let end = CpuMark::now(server_pid)?;
+    latencies_us.sort_unstable();
+    ensure!(!latencies_us.is_empty(), "{name}: no operation finished");
+    Ok(Outcome {
+        name: name.to_owned(),
+        count: latencies_us.len() as u64,
+        elapsed,
+        latencies_us,
+        server_cpu_secs: end.server - cpu.server,
+        client_cpu_secs: end.client - cpu.client,
+        target_rate,
+        lags_us: Vec::new(),
+    })
+}

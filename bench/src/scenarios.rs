@@ -1,0 +1,231 @@
+//! The four scenarios, each a closed-loop run (and scenario 1 also at a
+//! fixed rate), over real HTTP against the server process.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use countersign_core::protocol::wire::{
+    ChallengeOutcome, DecisionKind, DecisionReceipt, DecisionRequest, PendingChallenges,
+};
+use countersign_core::protocol::{Decision, DecisionMessage, SoftwareKey};
+use countersign_server::clock::{Clock, SystemClock};
+use serde_json::{Value, json};
+
+use crate::client::{Bench, Device, six_digits};
+use crate::load::{Outcome, closed_loop, fixed_rate};
+
+/// The velocity rule's default: a card may authenticate 10 times in 24 h.
+pub const PER_CARD: u64 = 10;
+
+/// Cards for frictionless purchases, each used at most [`PER_CARD`] times
+/// over the whole run so the default risk rules answer Y every time.
+pub struct CardPool {
+    pans: Vec<String>,
+    used: AtomicU64,
+}
+
+impl CardPool {
+    pub fn new(pans: Vec<String>) -> Self {
+        Self { pans, used: AtomicU64::new(0) }
+    }
+
+    /// Purchases left before a card would pass the velocity limit.
+    pub fn left(&self) -> u64 {
+        (self.pans.len() as u64 * PER_CARD).saturating_sub(self.used.load(Ordering::Relaxed))
+    }
+
+    fn next(&self) -> &str {
+        let i = self.used.fetch_add(1, Ordering::Relaxed);
+        &self.pans[(i % self.pans.len() as u64) as usize]
+    }
+}
+
+/// Scenario 1's operation: 10.00 EUR, under the challenge threshold: Y.
+async fn frictionless_op(bench: &Bench, cards: &CardPool) -> Result<()> {
+    let ares = bench.areq(cards.next(), 1_000).await?;
+    ensure!(ares["transStatus"] == "Y", "expected a frictionless Y: {ares}");
+    Ok(())
+}
+
+pub async fn frictionless(
+    bench: &Arc<Bench>,
+    cards: &Arc<CardPool>,
+    pid: u32,
+    name: &str,
+    concurrency: usize,
+    secs: f64,
+    max: u64,
+) -> Result<Outcome> {
+    let workers: Vec<_> = (0..concurrency).map(|_| (bench.clone(), cards.clone())).collect();
+    let max = max.min(cards.left());
+    ensure!(max > 0, "{name}: every card reached the velocity limit; raise --cards");
+    closed_loop(name, pid, workers, secs, max, |w, _| async move { frictionless_op(&w.0, &w.1).await }).await
+}
+
+pub async fn frictionless_at_rate(
+    bench: &Arc<Bench>,
+    cards: &Arc<CardPool>,
+    pid: u32,
+    rate: f64,
+    secs: f64,
+    max: u64,
+) -> Result<Outcome> {
+    let name = format!("1 frictionless at {rate:.0}/s");
+    let max = max.min(cards.left());
+    ensure!(max > 0, "{name}: every card reached the velocity limit; raise --cards");
+    fixed_rate(&name, pid, (bench.clone(), cards.clone()), rate, secs, max, |w, _| async move {
+        frictionless_op(&w.0, &w.1).await
+    })
+    .await
+}
+
+/// One card and one enrolled phone per client (a phone answers one
+/// purchase at a time).
+pub async fn push_workers(bench: &Arc<Bench>, concurrency: usize) -> Result<Vec<(Arc<Bench>, String, Device)>> {
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (pan, card_id) = bench.card(None).await?;
+        let key = SoftwareKey::generate();
+        let enrolled = bench.enrol(&key, &bench.enrolment_code(&card_id).await?).await?;
+        workers.push((bench.clone(), pan, Device { id: enrolled.device_id, key }));
+    }
+    Ok(workers)
+}
+
+pub async fn push_round_trip(
+    workers: Vec<(Arc<Bench>, String, Device)>,
+    pid: u32,
+    name: &str,
+    secs: f64,
+    max: u64,
+) -> Result<Outcome> {
+    closed_loop(name, pid, workers, secs, max, |w, _| async move {
+        let (bench, pan, device) = &*w;
+        // 60.00 EUR: above the threshold, under number matching.
+        let ares = bench.areq(pan, 6_000).await?;
+        ensure!(ares["transStatus"] == "C", "expected a challenge: {ares}");
+        let acs = ares["acsTransID"].as_str().context("acsTransID")?.to_owned();
+
+        let pending: PendingChallenges =
+            serde_json::from_str(&bench.signed(device, reqwest::Method::GET, "/v1/device/challenges", vec![]).await?)?;
+        ensure!(pending.challenges.len() == 1, "expected one pending challenge, got {}", pending.challenges.len());
+        let view = &pending.challenges[0];
+        ensure!(view.number_choices.is_none(), "60.00 EUR should not ask for number matching");
+
+        let signed_at = SystemClock.now_ms();
+        let message = DecisionMessage {
+            challenge_id: view.challenge_id.clone(),
+            challenge_nonce: view.nonce.clone(),
+            decision: Decision::Approve,
+            terms: view.terms.clone(),
+            device_id: device.id.clone(),
+            signed_at_ms: signed_at,
+            number_match: None,
+        };
+        let request = DecisionRequest {
+            challenge_id: view.challenge_id.clone(),
+            decision: DecisionKind::Approve,
+            deny_reason: None,
+            terms: view.terms.clone(),
+            signed_at,
+            number_match: None,
+            signature: device.key.sign(&message.signed_bytes()),
+        };
+        let path = format!("/v1/device/challenges/{}/decision", view.challenge_id);
+        let receipt: DecisionReceipt = serde_json::from_str(
+            &bench.signed(device, reqwest::Method::POST, &path, serde_json::to_vec(&request)?).await?,
+        )?;
+        ensure!(receipt.outcome == ChallengeOutcome::Approved, "decision not approved: {:?}", receipt.outcome);
+
+        let resp = bench
+            .http
+            .get(format!("{}/v1/authentications/{acs}", bench.base))
+            .bearer_auth(&bench.requestor.api_key)
+            .send()
+            .await?;
+        let result: Value = resp.json().await?;
+        ensure!(result["transStatus"] == "Y", "final result not Y: {result}");
+        Ok(())
+    })
+    .await
+}
+
+pub async fn code_verification(
+    bench: &Arc<Bench>,
+    pid: u32,
+    concurrency: usize,
+    secs: f64,
+    max: u64,
+    codes: usize,
+) -> Result<Outcome> {
+    // Preload (untimed): cards with an email and no device, one purchase
+    // each that falls back to a code, and the codes from the outbox.
+    let mut purchases = Vec::new();
+    for i in 0..codes {
+        let email = format!("holder{i}@bench.example");
+        let (pan, _) = bench.card(Some(email.clone())).await?;
+        let ares = bench.areq(&pan, 6_000).await?;
+        ensure!(ares["transStatus"] == "C", "expected a challenge: {ares}");
+        purchases.push((email, ares["acsTransID"].as_str().context("acsTransID")?.to_owned()));
+    }
+    let mut found: HashMap<String, String> = HashMap::new();
+    let wait_until = Instant::now() + Duration::from_secs(60);
+    while found.len() < purchases.len() {
+        ensure!(Instant::now() < wait_until, "only {} of {} codes reached the outbox", found.len(), purchases.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for m in bench.admin.storage.outbox_messages((codes * 2 + 10) as u32).await? {
+            if let Some(code) = six_digits(&m.body) {
+                found.entry(m.recipient).or_insert(code);
+            }
+        }
+    }
+    let work: Vec<(String, String)> = purchases.into_iter().map(|(email, acs)| (acs, found[&email].clone())).collect();
+    let work = Arc::new(work);
+    let workers: Vec<_> = (0..concurrency).map(|_| (bench.clone(), work.clone())).collect();
+    let max = max.min(work.len() as u64);
+    closed_loop("3 one-time-code verification", pid, workers, secs, max, |w, i| async move {
+        let (bench, work) = &*w;
+        let (acs, code) = &work[i as usize];
+        let resp = bench
+            .http
+            .post(format!("{}/v1/window/{acs}/code/verify", bench.base))
+            .json(&json!({ "code": code }))
+            .send()
+            .await?;
+        let status = resp.status();
+        let body: Value = resp.json().await?;
+        ensure!(status == reqwest::StatusCode::OK && body["transStatus"] == "Y", "verify answered {status}: {body}");
+        Ok(())
+    })
+    .await
+}
+
+pub async fn enrolment(
+    bench: &Arc<Bench>,
+    pid: u32,
+    concurrency: usize,
+    secs: f64,
+    max: u64,
+    enrolments: usize,
+) -> Result<Outcome> {
+    // Preload (untimed): a card, an enrolment code and a key for each.
+    let mut work = Vec::new();
+    for _ in 0..enrolments {
+        let (_, card_id) = bench.card(None).await?;
+        work.push((bench.enrolment_code(&card_id).await?, SoftwareKey::generate()));
+    }
+    let work = Arc::new(work);
+    let workers: Vec<_> = (0..concurrency).map(|_| (bench.clone(), work.clone())).collect();
+    let max = max.min(work.len() as u64);
+    closed_loop("4 enrolment", pid, workers, secs, max, |w, i| async move {
+        let (bench, work) = &*w;
+        let (code, key) = &work[i as usize];
+        let enrolled = bench.enrol(key, code).await?;
+        ensure!(!enrolled.device_id.is_empty(), "no device id");
+        Ok(())
+    })
+    .await
+}

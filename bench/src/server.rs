@@ -1,0 +1,142 @@
+//! The server under test, in a process of its own: `countersign-bench
+//! serve` runs it (the same configuration, logging and runtime as the
+//! `countersign` binary would have), and [`ServerProcess`] starts and
+//! watches that child from the benchmark, which holds only the clients.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use countersign_server::App;
+use countersign_server::clock::SystemClock;
+use countersign_server::config::Config;
+
+/// The configuration both processes use: the defaults, with the database
+/// and master key in the benchmark's directory. The risk rules stay the
+/// defaults (velocity, low-value exemption); the clients never post a CReq,
+/// so the window timeout is off.
+pub fn config(dir: &Path, database_url: &str) -> Config {
+    let mut c = Config::default();
+    c.database.url = database_url.to_owned();
+    c.secrets.master_key_file = dir.join("master.key");
+    c.window.creq_timeout_secs = 0;
+    c.codes.delivery_poll_interval_ms = 20;
+    c
+}
+
+/// `countersign-bench serve`: binds a loopback port, prints
+/// `listening <base URL>` on standard output, serves until standard input
+/// closes (the benchmark ended or died).
+pub async fn serve(dir: &Path, database_url: &str, connections: Option<usize>) -> Result<()> {
+    init_logging();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let mut c = config(dir, database_url);
+    c.server.public_url = Some(base.clone());
+    if let Some(n) = connections {
+        c.database.max_connections = n;
+    }
+    let app = App::open(c, Arc::new(SystemClock))?;
+    let server = countersign_server::start(app, listener)?;
+    println!("listening {base}");
+    tokio::task::spawn_blocking(|| {
+        let mut sink = String::new();
+        while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {
+            sink.clear();
+        }
+    })
+    .await?;
+    server.stop().await;
+    Ok(())
+}
+
+/// As the `countersign` binary logs when not on a terminal: JSON lines at
+/// `info` (the parent sends them to a file).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=info"));
+    tracing_subscriber::fmt().with_env_filter(filter).json().with_writer(std::io::stderr).init();
+}
+
+/// The running child; killed when dropped.
+pub struct ServerProcess {
+    child: Child,
+    pub base: String,
+}
+
+impl ServerProcess {
+    pub fn start(dir: &Path, database_url: &str, connections: Option<usize>) -> Result<Self> {
+        let log = std::fs::File::create(dir.join("server.log"))?;
+        let mut command = Command::new(std::env::current_exe()?);
+        command.arg("serve").arg("--dir").arg(dir).arg("--database-url").arg(database_url);
+        if let Some(n) = connections {
+            command.arg("--connections").arg(n.to_string());
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .context("starting the server process")?;
+        let stdout = child.stdout.take().context("the server's standard output")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let Some(base) = line.trim().strip_prefix("listening ") else {
+            let _ = child.kill();
+            bail!("the server process did not start (see {})", dir.join("server.log").display());
+        };
+        Ok(Self { base: base.to_owned(), child })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Closes its standard input and waits for it to stop.
+    pub fn stop(mut self) -> Result<()> {
+        drop(self.child.stdin.take());
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What `/proc/<pid>` tells of a process (Linux).
+pub struct ProcStats;
+
+impl ProcStats {
+    /// A `kB` field of `/proc/<pid>/status` (`VmHWM`, `VmRSS`).
+    pub fn status_kb(pid: u32, field: &str) -> Result<u64> {
+        let path = PathBuf::from(format!("/proc/{pid}/status"));
+        let status = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        for line in status.lines() {
+            if let Some(rest) = line.strip_prefix(field).and_then(|r| r.strip_prefix(':')) {
+                let kb = rest.trim().trim_end_matches("kB").trim();
+                return kb.parse().with_context(|| format!("{field}: {kb}"));
+            }
+        }
+        bail!("{field} not in {}", path.display())
+    }
+
+    /// CPU time the process used so far (user + system), in seconds.
+    /// `/proc` counts it in USER_HZ ticks, 100 per second on Linux.
+    pub fn cpu_secs(pid: u32) -> Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // Fields after the command name (which may hold spaces) in parentheses.
+        let rest = stat.rsplit_once(')').context("/proc stat format")?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| -> Result<u64> { Ok(fields.get(i).context("/proc stat field")?.parse()?) };
+        // utime and stime are fields 14 and 15; `rest` starts at field 3.
+        Ok((ticks(11)? + ticks(12)?) as f64 / 100.0)
+    }
+}
