@@ -38,8 +38,8 @@ pub fn open_storage(config: &Config, now_ms: i64) -> anyhow::Result<Arc<dyn Stor
                 .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", path.display()))?,
         ),
         // The URL may hold a password: it stays out of the message.
-        Database::Postgres(url) => Arc::new(
-            PostgresStorage::open(&url, db.ca_file.as_deref(), db.max_connections, now_ms)
+        Database::Postgres(_) => Arc::new(
+            PostgresStorage::open(&db.postgres_url()?, db.ca_file.as_deref(), db.max_connections, now_ms)
                 .map_err(|e| anyhow::anyhow!("cannot open the PostgreSQL database: {e}"))?,
         ),
     })

@@ -87,6 +87,10 @@ pub struct DatabaseConfig {
     /// in the URL): a PEM file of the certificate authorities trusted for
     /// the server's certificate. Unset: the Mozilla roots built in.
     pub ca_file: Option<PathBuf>,
+    /// PostgreSQL: a file holding the password (a trailing newline is
+    /// ignored), to keep it out of the URL, the configuration file and the
+    /// environment. The URL then names the user without a password.
+    pub password_file: Option<PathBuf>,
 }
 
 impl Default for DatabaseConfig {
@@ -96,8 +100,41 @@ impl Default for DatabaseConfig {
             max_connections: 4,
             synchronous: Synchronous::Normal,
             ca_file: None,
+            password_file: None,
         }
     }
+}
+
+impl DatabaseConfig {
+    /// The PostgreSQL URL to connect with: `url`, with the password from
+    /// `password_file` when that is set. Errors never hold the password.
+    pub fn postgres_url(&self) -> Result<String, ConfigError> {
+        let Some(path) = &self.password_file else {
+            return Ok(self.url.clone());
+        };
+        let invalid = |why: &str| ConfigError::Invalid(format!("database.password_file: {why}"));
+        let password = read_secret_file("database.password", path).map_err(ConfigError::Invalid)?;
+        let mut url = reqwest::Url::parse(&self.url).map_err(|_| invalid("database.url is not a postgres:// URL"))?;
+        if url.password().is_some() {
+            return Err(invalid("database.url holds a password already: use one of the two"));
+        }
+        if url.username().is_empty() {
+            return Err(invalid("database.url names no user for the password"));
+        }
+        url.set_password(Some(&password)).map_err(|_| invalid("database.url cannot take a password"))?;
+        Ok(url.into())
+    }
+}
+
+/// A secret read from a file (`{key}_file`): the whole file but a trailing
+/// newline. Errors name the key and the file, never the secret.
+pub(crate) fn read_secret_file(key: &str, path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{key}_file: cannot read {}: {e}", path.display()))?;
+    let secret = text.trim_end_matches(['\n', '\r']);
+    if secret.is_empty() {
+        return Err(format!("{key}_file: {} is empty", path.display()));
+    }
+    Ok(secret.to_owned())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -357,6 +394,9 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("window: `{source}` is not a frame-ancestors source")));
             }
         }
+        if self.database.password_file.is_some() && !matches!(self.database(), Database::Postgres(_)) {
+            return Err(ConfigError::Invalid("database.password_file is for PostgreSQL URLs only".into()));
+        }
         if self.challenge.expiry_secs == 0 {
             return Err(ConfigError::Invalid("challenge.expiry_secs must be at least 1".into()));
         }
@@ -429,6 +469,13 @@ fn apply_env(tree: &mut toml::Table, name: &str, value: &str) -> Result<(), Conf
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_password_file_is_for_postgresql_only() {
+        let env = [("COUNTERSIGN_DATABASE__PASSWORD_FILE".to_owned(), "/run/secrets/db".to_owned())];
+        let err = Config::load(None, env).unwrap_err().to_string();
+        assert!(err.contains("database.password_file"), "{err}");
+    }
 
     #[test]
     fn defaults_need_no_file() {

@@ -1879,6 +1879,46 @@ async fn tls_connects_only_to_a_server_it_can_verify() {
     assert!(wrong_name.contains("not valid for name"), "{wrong_name}");
 }
 
+/// `database.password_file` keeps the password out of the URL, and
+/// neither a wrong one nor a missing file puts it in an error.
+#[test]
+fn the_password_can_come_from_a_file() {
+    use countersign_server::app::open_storage;
+    use countersign_server::config::Config;
+    let password = "s3cret with spaces/and:colons@";
+    let cluster = Cluster::start_with_password("countersign_app", password);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("db-password");
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+    let url = cluster.create_database().replace("postgres://postgres@", "postgres://countersign_app@");
+    let config = |url: &str, file: &std::path::Path| {
+        let env = [
+            ("COUNTERSIGN_DATABASE__URL".to_owned(), url.to_owned()),
+            ("COUNTERSIGN_DATABASE__PASSWORD_FILE".to_owned(), file.display().to_string()),
+        ];
+        Config::load(None, env).unwrap()
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _guard = runtime.enter();
+
+    let storage = open_storage(&config(&url, &file), NOW).expect("the password from the file logs in");
+    runtime.block_on(storage.ping()).unwrap();
+
+    // A wrong password is refused, and the error does not hold it.
+    std::fs::write(&file, "not-the-password\n").unwrap();
+    let err = open_storage(&config(&url, &file), NOW).err().expect("a wrong password is refused").to_string();
+    assert!(!err.contains("not-the-password") && err.contains("PostgreSQL"), "{err}");
+
+    // Both a password in the URL and a file: refused, naming the keys only.
+    let with_password = url.replace("countersign_app@", "countersign_app:inline@");
+    let err = open_storage(&config(&with_password, &file), NOW).err().unwrap().to_string();
+    assert!(err.contains("database.password_file") && !err.contains("inline"), "{err}");
+
+    // A missing file is named.
+    let err = open_storage(&config(&url, &dir.path().join("absent")), NOW).err().unwrap().to_string();
+    assert!(err.contains("database.password_file") && err.contains("absent"), "{err}");
+}
+
 #[test]
 fn a_bad_url_or_unreachable_database_is_refused_at_open() {
     let refused = |url: &str| match PostgresStorage::open(url, None, 1, NOW) {

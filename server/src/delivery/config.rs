@@ -1,7 +1,7 @@
 //! The `[email]` and `[sms]` tables of the server's configuration.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -325,18 +325,9 @@ fn read_secret(key: &str, inline: &Option<String>, file: &Option<PathBuf>) -> Re
     check_one_of(key, inline.is_some(), file.is_some())?;
     match (inline, file) {
         (Some(value), _) => Ok(Some(value.clone())),
-        (None, Some(path)) => read_secret_file(key, path).map(Some),
+        (None, Some(path)) => crate::config::read_secret_file(key, path).map(Some),
         (None, None) => Ok(None),
     }
-}
-
-fn read_secret_file(key: &str, path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{key}_file: cannot read {}: {e}", path.display()))?;
-    let secret = text.trim_end_matches(['\n', '\r']);
-    if secret.is_empty() {
-        return Err(format!("{key}_file: {} is empty", path.display()));
-    }
-    Ok(secret.to_owned())
 }
 
 #[cfg(test)]

@@ -46,6 +46,34 @@ impl Cluster {
         })
     }
 
+    /// A cluster where `user` must log in over TCP with `password`
+    /// (SCRAM); the `postgres` superuser stays trusted, to set things up.
+    pub fn start_with_password(user: &str, password: &str) -> Cluster {
+        let cluster = Self::start_with(|c| {
+            c.write_data(
+                "pg_hba.conf",
+                "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+            );
+        });
+        let sql = format!("CREATE ROLE {user} LOGIN SUPERUSER PASSWORD '{password}'");
+        let out = run(Command::new(cluster.bin.join("psql")).args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            &sql,
+        ]));
+        assert!(out.status.success(), "psql failed:\n{}", text(&out));
+        cluster
+    }
+
     /// Creates a cluster, lets `configure` change its files, and starts it.
     fn start_with(configure: impl FnOnce(&Cluster)) -> Cluster {
         let bin = server_binaries();
