@@ -98,6 +98,8 @@ fn stored_code(secrets: &Secrets, challenge_id: &str, stored: &OneTimeCode) -> S
         .all()
         .map(|(_, keys)| derived(keys))
         .find(|code| secrets.verify(Purpose::OneTimeCode, &code_input(challenge_id, code), &stored.code_hash).is_some())
+        // Its key dropped: no code sent now can verify; the current key's
+        // is as good as any, and the code expires within minutes anyway.
         .unwrap_or_else(|| derived(secrets.current()))
 }
 
