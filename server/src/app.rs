@@ -67,7 +67,7 @@ impl App {
         clock: Arc<dyn Clock>,
         notifier: Arc<dyn Notifier>,
     ) -> anyhow::Result<Self> {
-        let secrets = Secrets::load_or_create(&config.secrets.master_key_file)?;
+        let secrets = Secrets::load(&config.secrets.master_key_file, &config.secrets.previous_master_key_files)?;
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_millis(config.callbacks.request_timeout_ms))
             .redirect(reqwest::redirect::Policy::none())

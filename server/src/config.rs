@@ -144,11 +144,16 @@ pub struct SecretsConfig {
     /// derived. Created on first start if missing. Back it up: without it
     /// no stored card, API key or code can be matched again.
     pub master_key_file: PathBuf,
+    /// Master keys this one replaced (a rotation): what was made under
+    /// them is still recognised, and long-lived rows are re-keyed under
+    /// `master_key_file` as they are used. When a previous file can be
+    /// dropped: docs/operations.md, "Rotating the master key".
+    pub previous_master_key_files: Vec<PathBuf>,
 }
 
 impl Default for SecretsConfig {
     fn default() -> Self {
-        Self { master_key_file: PathBuf::from("./data/master.key") }
+        Self { master_key_file: PathBuf::from("./data/master.key"), previous_master_key_files: Vec::new() }
     }
 }
 

@@ -117,7 +117,8 @@ async fn serve_http(
 }
 
 /// Seals any callback secret an earlier version stored in the clear (a
-/// copy of the database then holds none), then delivers result callbacks.
+/// copy of the database then holds none) or under a previous master key,
+/// then delivers result callbacks.
 /// Sealing is tried once: a secret still in the clear keeps working, and
 /// the next start seals it.
 async fn seal_then_deliver_callbacks(app: App, shutdown: watch::Receiver<bool>) {
@@ -125,6 +126,12 @@ async fn seal_then_deliver_callbacks(app: App, shutdown: watch::Receiver<bool>) 
         Ok(0) => {}
         Ok(n) => tracing::info!(sealed = n, "sealed callback secrets stored in the clear by an earlier version"),
         Err(e) => tracing::warn!(error = %e, "could not seal the callback secrets stored in the clear"),
+    }
+    // After a master-key rotation: until this ran, the previous key opens them.
+    match flows::admin::reseal_callback_secrets(&app).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(resealed = n, "sealed callback secrets again under the current master key"),
+        Err(e) => tracing::warn!(error = %e, "could not seal callback secrets again under the current master key"),
     }
     flows::callbacks::run_worker(app, shutdown).await
 }

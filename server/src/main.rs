@@ -542,6 +542,10 @@ async fn serve(app: App) -> anyhow::Result<()> {
     let stop_signal = shutdown_signal()?;
     let server = countersign_server::start(app.clone(), listener)?;
     tracing::info!(addr = %server.addr, public_url = %app.config.public_url(), "countersign is serving");
+    // Key ids name keys without revealing them: which one is current, and
+    // which previous ones a rotation still needs.
+    let previous: Vec<&str> = app.secrets.previous_ids().collect();
+    tracing::info!(current = app.secrets.current().id(), ?previous, "master keys");
     let stopper = server.stopper();
     tokio::spawn(async move {
         stop_signal.await;

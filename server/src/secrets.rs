@@ -9,8 +9,11 @@
 //! HMAC key for result callbacks — cannot be a hash: it is sealed
 //! (AES-256-GCM under a subkey of its own, bound to what it belongs to), so
 //! a copy of the database alone reveals it no more than the others.
+//!
+//! The master key can be rotated: previous master keys are kept for
+//! checking and opening only, never for making anything new.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::hmac;
@@ -48,7 +51,9 @@ impl Purpose {
     }
 }
 
-pub struct Secrets {
+/// The subkeys derived from one master key.
+pub struct Keys {
+    id: String,
     card_number: hmac::Key,
     api_key: hmac::Key,
     enrolment_code: hmac::Key,
@@ -60,9 +65,19 @@ pub struct Secrets {
     sealing: LessSafeKey,
 }
 
+/// The current master key's subkeys, which make every new hash, MAC and
+/// seal, and those of previous master keys, which are still recognised so
+/// that a key can be rotated without losing what was made under the old
+/// one (see docs/operations.md, "Rotating the master key").
+pub struct Secrets {
+    /// Current first, then the previous keys in the order configured.
+    keys: Vec<Keys>,
+}
+
 /// The first byte of a sealed value: how it was sealed.
 const SEALED_V1: u8 = 1;
 const SEALING_LABEL: &[u8] = b"countersign/sealing/v1";
+const KEY_ID_LABEL: &[u8] = b"countersign/key-id";
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,15 +91,18 @@ pub enum SecretsError {
     Io { path: String, source: std::io::Error },
     #[error("the master key file {path} must hold exactly 32 bytes (it holds {len})")]
     BadLength { path: String, len: usize },
+    #[error("the previous master key file {path} is missing (previous keys are never created)")]
+    MissingPrevious { path: String },
+    #[error("the master key {id} is configured twice (current and previous, or twice as previous)")]
+    Duplicate { id: String },
 }
 
-impl Secrets {
-    pub const MASTER_KEY_LEN: usize = 32;
-
-    pub fn from_master_key(master: &[u8; Self::MASTER_KEY_LEN]) -> Self {
+impl Keys {
+    fn derive(master: &[u8; Secrets::MASTER_KEY_LEN]) -> Self {
         let root = hmac::Key::new(hmac::HMAC_SHA256, master);
         let derive = |p: Purpose| hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(&root, p.label()).as_ref());
         Self {
+            id: hex::encode(&hmac::sign(&root, KEY_ID_LABEL).as_ref()[..4]),
             card_number: derive(Purpose::CardNumber),
             api_key: derive(Purpose::ApiKey),
             enrolment_code: derive(Purpose::EnrolmentCode),
@@ -100,26 +118,11 @@ impl Secrets {
         }
     }
 
-    /// Reads the 32-byte master key, creating it (mode 0600) on first start.
-    pub fn load_or_create(path: &Path) -> Result<Self, SecretsError> {
-        let io = |source| SecretsError::Io { path: path.display().to_string(), source };
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(io)?;
-                }
-                let key = random_bytes::<{ Self::MASTER_KEY_LEN }>();
-                write_private_file(path, &key).map_err(io)?;
-                key.to_vec()
-            }
-            Err(e) => return Err(io(e)),
-        };
-        let master: [u8; Self::MASTER_KEY_LEN] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| SecretsError::BadLength { path: path.display().to_string(), len: bytes.len() })?;
-        Ok(Self::from_master_key(&master))
+    /// A short public name of the master key (8 hex digits of a keyed
+    /// hash of a fixed label): says which key is which in logs and status
+    /// output without revealing anything of it.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     pub fn keyed_hash(&self, purpose: Purpose, data: &[u8]) -> Vec<u8> {
@@ -135,27 +138,8 @@ impl Secrets {
         };
         hmac::sign(key, data).as_ref().to_vec()
     }
-}
 
-impl Secrets {
-    /// Seals `secret` for `context` (what it belongs to: it opens for that
-    /// context only): a version byte, a random nonce, the ciphertext and tag.
-    pub fn seal(&self, context: &[u8], secret: &[u8]) -> Vec<u8> {
-        let nonce = random_bytes::<NONCE_LEN>();
-        let mut sealed = Vec::with_capacity(1 + NONCE_LEN + secret.len() + AES_256_GCM.tag_len());
-        sealed.push(SEALED_V1);
-        sealed.extend_from_slice(&nonce);
-        let mut body = secret.to_vec();
-        self.sealing
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context), &mut body)
-            .expect("AES-GCM seals any secret of a sane size");
-        sealed.extend_from_slice(&body);
-        sealed
-    }
-
-    /// The secret `seal` sealed for `context`; `None` if it was sealed for
-    /// another context, under another master key, or altered.
-    pub fn open(&self, context: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    fn open(&self, context: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
         let (&version, rest) = sealed.split_first()?;
         if version != SEALED_V1 || rest.len() < NONCE_LEN {
             return None;
@@ -166,6 +150,137 @@ impl Secrets {
         let opened = self.sealing.open_in_place(nonce, Aad::from(context), &mut body).ok()?;
         Some(opened.to_vec())
     }
+}
+
+/// What a value was made under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAge {
+    Current,
+    /// A previous master key: a long-lived value should be made again
+    /// under the current one.
+    Previous,
+}
+
+impl Secrets {
+    pub const MASTER_KEY_LEN: usize = 32;
+
+    pub fn from_master_key(master: &[u8; Self::MASTER_KEY_LEN]) -> Self {
+        Self { keys: vec![Keys::derive(master)] }
+    }
+
+    /// The current key and the previous ones, current first; refuses a key
+    /// given twice (its rows would count as stale forever).
+    pub fn from_master_keys(
+        current: &[u8; Self::MASTER_KEY_LEN],
+        previous: &[[u8; Self::MASTER_KEY_LEN]],
+    ) -> Result<Self, SecretsError> {
+        let keys: Vec<Keys> = std::iter::once(current).chain(previous).map(Keys::derive).collect();
+        for (i, k) in keys.iter().enumerate() {
+            if keys[..i].iter().any(|earlier| earlier.id == k.id) {
+                return Err(SecretsError::Duplicate { id: k.id.clone() });
+            }
+        }
+        Ok(Self { keys })
+    }
+
+    /// Reads the 32-byte master key, creating it (mode 0600) on first start.
+    pub fn load_or_create(path: &Path) -> Result<Self, SecretsError> {
+        Self::load(path, &[])
+    }
+
+    /// Reads the current master key (creating it on first start) and the
+    /// previous ones, which must exist.
+    pub fn load(current: &Path, previous: &[PathBuf]) -> Result<Self, SecretsError> {
+        let current = read_or_create_key(current)?;
+        let previous = previous
+            .iter()
+            .map(|path| match read_key(path) {
+                Err(SecretsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    Err(SecretsError::MissingPrevious { path: path.display().to_string() })
+                }
+                other => other,
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_master_keys(&current, &previous)
+    }
+
+    /// The keys that make new values.
+    pub fn current(&self) -> &Keys {
+        &self.keys[0]
+    }
+
+    /// Every key a value may have been made under: current first.
+    pub fn all(&self) -> impl Iterator<Item = (KeyAge, &Keys)> {
+        self.keys.iter().enumerate().map(|(i, k)| (if i == 0 { KeyAge::Current } else { KeyAge::Previous }, k))
+    }
+
+    /// The previous keys' ids, in the order configured.
+    pub fn previous_ids(&self) -> impl Iterator<Item = &str> {
+        self.keys[1..].iter().map(Keys::id)
+    }
+
+    /// The hash of `data` under the current key: what is stored.
+    pub fn keyed_hash(&self, purpose: Purpose, data: &[u8]) -> Vec<u8> {
+        self.current().keyed_hash(purpose, data)
+    }
+
+    /// The hash of `data` under each key, current first: what a stored
+    /// hash may be.
+    pub fn keyed_hashes(&self, purpose: Purpose, data: &[u8]) -> impl Iterator<Item = (KeyAge, Vec<u8>)> {
+        self.all().map(move |(age, k)| (age, k.keyed_hash(purpose, data)))
+    }
+
+    /// Under which key `stored` is the hash of `data`, if any. Every key
+    /// is tried, so the time taken says nothing of which matched.
+    pub fn verify(&self, purpose: Purpose, data: &[u8], stored: &[u8]) -> Option<KeyAge> {
+        self.keyed_hashes(purpose, data)
+            .fold(None, |found, (age, hash)| if constant_time_eq(&hash, stored) { found.or(Some(age)) } else { found })
+    }
+
+    /// Seals `secret` for `context` (what it belongs to: it opens for that
+    /// context only) under the current key: a version byte, a random
+    /// nonce, the ciphertext and tag.
+    pub fn seal(&self, context: &[u8], secret: &[u8]) -> Vec<u8> {
+        let nonce = random_bytes::<NONCE_LEN>();
+        let mut sealed = Vec::with_capacity(1 + NONCE_LEN + secret.len() + AES_256_GCM.tag_len());
+        sealed.push(SEALED_V1);
+        sealed.extend_from_slice(&nonce);
+        let mut body = secret.to_vec();
+        self.current()
+            .sealing
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(context), &mut body)
+            .expect("AES-GCM seals any secret of a sane size");
+        sealed.extend_from_slice(&body);
+        sealed
+    }
+
+    /// The secret `seal` sealed for `context`, and under which key; `None`
+    /// if it was sealed for another context, under an unknown key, or
+    /// altered.
+    pub fn open(&self, context: &[u8], sealed: &[u8]) -> Option<(Vec<u8>, KeyAge)> {
+        self.all().find_map(|(age, k)| k.open(context, sealed).map(|secret| (secret, age)))
+    }
+}
+
+fn read_key(path: &Path) -> Result<[u8; Secrets::MASTER_KEY_LEN], SecretsError> {
+    let bytes = std::fs::read(path).map_err(|source| SecretsError::Io { path: path.display().to_string(), source })?;
+    bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| SecretsError::BadLength { path: path.display().to_string(), len: bytes.len() })
+}
+
+fn read_or_create_key(path: &Path) -> Result<[u8; Secrets::MASTER_KEY_LEN], SecretsError> {
+    if !path.exists() {
+        let io = |source| SecretsError::Io { path: path.display().to_string(), source };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let key = random_bytes::<{ Secrets::MASTER_KEY_LEN }>();
+        write_private_file(path, &key).map_err(io)?;
+        return Ok(key);
+    }
+    read_key(path)
 }
 
 /// Equality that takes the same time wherever the inputs differ.
@@ -228,7 +343,7 @@ mod tests {
         let sealed = s.seal(b"requestor:shop-1", b"the secret");
         assert!(!sealed.windows(10).any(|w| w == b"the secret"));
         assert_ne!(sealed, s.seal(b"requestor:shop-1", b"the secret"), "a fresh nonce each time");
-        assert_eq!(s.open(b"requestor:shop-1", &sealed).as_deref(), Some(&b"the secret"[..]));
+        assert_eq!(s.open(b"requestor:shop-1", &sealed), Some((b"the secret".to_vec(), KeyAge::Current)));
         assert_eq!(s.open(b"requestor:shop-2", &sealed), None);
         assert_eq!(Secrets::from_master_key(&[8; 32]).open(b"requestor:shop-1", &sealed), None);
         let mut altered = sealed.clone();
@@ -236,6 +351,60 @@ mod tests {
         assert_eq!(s.open(b"requestor:shop-1", &altered), None);
         assert_eq!(s.open(b"requestor:shop-1", &sealed[..5]), None);
         assert_eq!(s.open(b"requestor:shop-1", &[]), None);
+    }
+
+    #[test]
+    fn previous_keys_still_verify_and_open_but_never_make_new_values() {
+        let a = Secrets::from_master_key(&[1; 32]);
+        let b_after_a = Secrets::from_master_keys(&[2; 32], &[[1; 32]]).unwrap();
+        let b_alone = Secrets::from_master_key(&[2; 32]);
+        let old_hash = a.keyed_hash(Purpose::CardNumber, b"4111");
+        assert_eq!(
+            b_after_a.keyed_hash(Purpose::CardNumber, b"4111"),
+            b_alone.keyed_hash(Purpose::CardNumber, b"4111")
+        );
+        assert_ne!(b_after_a.keyed_hash(Purpose::CardNumber, b"4111"), old_hash);
+        assert_eq!(b_after_a.verify(Purpose::CardNumber, b"4111", &old_hash), Some(KeyAge::Previous));
+        assert_eq!(b_after_a.verify(Purpose::ApiKey, b"4111", &old_hash), None, "purposes stay apart");
+        assert_eq!(b_after_a.verify(Purpose::CardNumber, b"4112", &old_hash), None);
+        assert_eq!(b_alone.verify(Purpose::CardNumber, b"4111", &old_hash), None, "a dropped key is forgotten");
+        let new_hash = b_after_a.keyed_hash(Purpose::CardNumber, b"4111");
+        assert_eq!(b_after_a.verify(Purpose::CardNumber, b"4111", &new_hash), Some(KeyAge::Current));
+        let hashes: Vec<_> = b_after_a.keyed_hashes(Purpose::CardNumber, b"4111").collect();
+        assert_eq!(hashes, vec![(KeyAge::Current, new_hash), (KeyAge::Previous, old_hash)]);
+
+        let sealed = a.seal(b"ctx", b"secret");
+        assert_eq!(b_after_a.open(b"ctx", &sealed), Some((b"secret".to_vec(), KeyAge::Previous)));
+        assert_eq!(b_alone.open(b"ctx", &sealed), None);
+        let resealed = b_after_a.seal(b"ctx", b"secret");
+        assert_eq!(b_alone.open(b"ctx", &resealed), Some((b"secret".to_vec(), KeyAge::Current)));
+    }
+
+    #[test]
+    fn key_ids_name_keys_and_a_key_is_configured_once() {
+        let a = Secrets::from_master_key(&[1; 32]);
+        let b = Secrets::from_master_keys(&[2; 32], &[[1; 32]]).unwrap();
+        assert_eq!(a.current().id().len(), 8);
+        assert_ne!(a.current().id(), b.current().id());
+        assert_eq!(b.previous_ids().collect::<Vec<_>>(), vec![a.current().id()]);
+        assert!(matches!(Secrets::from_master_keys(&[1; 32], &[[1; 32]]), Err(SecretsError::Duplicate { .. })));
+        assert!(matches!(
+            Secrets::from_master_keys(&[1; 32], &[[2; 32], [2; 32]]),
+            Err(SecretsError::Duplicate { .. })
+        ));
+    }
+
+    #[test]
+    fn previous_key_files_must_exist_and_are_never_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let (current, old) = (dir.path().join("new.key"), dir.path().join("old.key"));
+        let missing = Secrets::load(&current, std::slice::from_ref(&old));
+        assert!(matches!(missing, Err(SecretsError::MissingPrevious { .. })));
+        assert!(!old.exists());
+        std::fs::write(&old, [9; 32]).unwrap();
+        let s = Secrets::load(&current, &[old]).unwrap();
+        let h = Secrets::from_master_key(&[9; 32]).keyed_hash(Purpose::ApiKey, b"k");
+        assert_eq!(s.verify(Purpose::ApiKey, b"k", &h), Some(KeyAge::Previous));
     }
 
     #[test]

@@ -1565,6 +1565,62 @@ async fn security_questions_are_replaced_whole(db: Db) {
     assert!(s.security_questions("card-9").await.unwrap().is_empty());
 }
 
+/// A master-key rotation replaces each kind of stored hash or seal by
+/// value, in its own row only, once.
+async fn rekeying_replaces_one_stored_value_where_it_is(db: Db) {
+    let s = &*db.s;
+    shop_with_cards(s, &["card-1", "card-2"]).await;
+    assert!(s.rekey(Rekeyed::PanHash, b"pan-hash-card-1", b"new-pan-1").await.unwrap());
+    assert!(!s.rekey(Rekeyed::PanHash, b"pan-hash-card-1", b"new-pan-x").await.unwrap(), "once");
+    assert_eq!(s.card_by_pan_hash(b"pan-hash-card-1").await.unwrap(), None);
+    assert_eq!(s.card_by_pan_hash(b"new-pan-1").await.unwrap().map(|c| c.id).as_deref(), Some("card-1"));
+    assert_eq!(s.card_by_pan_hash(b"pan-hash-card-2").await.unwrap().map(|c| c.id).as_deref(), Some("card-2"));
+
+    // A requestor's key, current or previous in its overlap.
+    s.create_requestor(&requestor("shop-b"), b"key-1").await.unwrap();
+    let until = NOW + MINUTE;
+    assert!(s.rotate_requestor_credential("shop-b", Credential::ApiKey, b"key-2", until, &audit("r")).await.unwrap());
+    assert!(s.rekey(Rekeyed::RequestorApiKey, b"key-1", b"key-1-new").await.unwrap());
+    assert!(s.rekey(Rekeyed::RequestorApiKey, b"key-2", b"key-2-new").await.unwrap());
+    let found = |key: &'static [u8]| async move { s.requestor_by_key(key, NOW).await.unwrap().map(|r| r.id) };
+    assert_eq!((found(b"key-1").await, found(b"key-2").await), (None, None));
+    assert_eq!(found(b"key-1-new").await.as_deref(), Some("shop-b"), "still the previous key, same overlap");
+    assert_eq!(found(b"key-2-new").await.as_deref(), Some("shop-b"));
+    assert_eq!(s.requestor_by_key(b"key-1-new", until).await.unwrap(), None);
+    assert!(!s.rekey(Rekeyed::OperatorApiKey, b"key-2-new", b"x").await.unwrap(), "an operator's, not a requestor's");
+
+    s.create_operator(&operator("op-1", OperatorRole::Admin), b"op-key").await.unwrap();
+    assert!(s.rekey(Rekeyed::OperatorApiKey, b"op-key", b"op-key-new").await.unwrap());
+    assert_eq!(s.operator_by_key(b"op-key").await.unwrap(), None);
+    assert_eq!(s.operator_by_key(b"op-key-new").await.unwrap().map(|o| o.id).as_deref(), Some("op-1"));
+
+    // Sealed callback secrets, current and previous.
+    let mut r = requestor("shop-c");
+    r.callback_secret = StoredSecret::Sealed(b"sealed-1".to_vec());
+    s.create_requestor(&r, b"key-c").await.unwrap();
+    assert!(
+        s.rotate_requestor_credential("shop-c", Credential::CallbackSecret, b"sealed-2", until, &audit("r"))
+            .await
+            .unwrap()
+    );
+    assert!(s.rekey(Rekeyed::CallbackSecret, b"sealed-1", b"resealed-1").await.unwrap());
+    assert!(s.rekey(Rekeyed::CallbackSecret, b"sealed-2", b"resealed-2").await.unwrap());
+    let r = s.requestor("shop-c").await.unwrap().unwrap();
+    assert_eq!(r.callback_secret, StoredSecret::Sealed(b"resealed-2".to_vec()));
+    assert_eq!(r.previous_callback_secret, Some(PreviousSecret { sealed: b"resealed-1".to_vec(), until }));
+
+    // A security answer: of the card named only.
+    let q = |position, hash: &str| SecurityQuestion { position, question: "q".into(), answer_hash: hash.into() };
+    for card in ["card-1", "card-2"] {
+        s.set_security_questions(card, &[q(0, "same"), q(1, "other")], &audit("q")).await.unwrap();
+    }
+    let card_2 = Rekeyed::SecurityAnswer { card_id: "card-2" };
+    assert!(s.rekey(card_2, b"same", b"new").await.unwrap());
+    assert!(!s.rekey(card_2, b"same", b"newer").await.unwrap());
+    assert_eq!(s.security_questions("card-2").await.unwrap(), [q(0, "new"), q(1, "other")]);
+    assert_eq!(s.security_questions("card-1").await.unwrap(), [q(0, "same"), q(1, "other")]);
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite {
@@ -1634,6 +1690,7 @@ contract!(
     challenges_without_or_idle_in_their_window,
     window_sessions_of_ended_purchases_are_deleted,
     security_questions_are_replaced_whole,
+    rekeying_replaces_one_stored_value_where_it_is,
 );
 
 // ---- upgrades ------------------------------------------------------------------

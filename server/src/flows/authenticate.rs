@@ -7,16 +7,16 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::emv::{
-    AReq, ARes, AuthenticationType, ChallengeIndicator, EmvError, Pan, TransStatus, TransStatusReason, parse_areq,
+    AReq, ARes, AuthenticationType, ChallengeIndicator, EmvError, TransStatus, TransStatusReason, parse_areq,
 };
 use crate::flows::codes::{self, Fallback};
-use crate::flows::{authentication_value, challenges};
+use crate::flows::{authentication_value, challenges, rekey};
 use crate::notifier::NotifyError;
 use crate::risk::{CardHistory, LowValueTally, RiskInput, assess};
 use crate::secrets::Purpose;
 use crate::storage::{
-    AuditEvent, Authentication, Card, CardActivity, Challenge, Device, HistoryQuery, NewAuthentication, Requestor,
-    StorageError,
+    AuditEvent, Authentication, Card, CardActivity, Challenge, Device, HistoryQuery, NewAuthentication, Rekeyed,
+    Requestor, StorageError,
 };
 
 /// Where browsers post their CReq (the challenge window).
@@ -34,11 +34,16 @@ pub async fn authenticate(app: &App, requestor: &Requestor, body: &[u8]) -> Resu
     let now = app.now_ms();
     let acs_trans_id = Uuid::new_v4();
     // The card, its history and its devices in one read.
-    let found = app
-        .storage
-        .card_for_purchase(&pan_hash(app, &areq.acct_number), &history_query(app, &areq, now))
-        .await
-        .map_err(transient)?;
+    let history = history_query(app, &areq, now);
+    let found = rekey::find(
+        app,
+        Purpose::CardNumber,
+        areq.acct_number.as_str().as_bytes(),
+        Rekeyed::PanHash,
+        |hash| async move { app.storage.card_for_purchase(&hash, &history).await },
+    )
+    .await
+    .map_err(transient)?;
     let card = found.as_ref().map(|f| &f.card);
 
     let mut record = new_record(&areq, acs_trans_id, card.map(|c| c.id.clone()), now);
@@ -116,10 +121,6 @@ fn refuse(record: &mut Authentication, status: TransStatus, reason: TransStatusR
     record.trans_status = status.as_str().into();
     record.trans_status_reason = Some(reason.as_str().into());
     record.reasons.push(code.into());
-}
-
-fn pan_hash(app: &App, pan: &Pan) -> Vec<u8> {
-    app.secrets.keyed_hash(Purpose::CardNumber, pan.as_str().as_bytes())
 }
 
 fn new_record(areq: &AReq, acs_trans_id: Uuid, card_id: Option<String>, now: i64) -> Authentication {

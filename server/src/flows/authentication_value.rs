@@ -12,16 +12,34 @@ use serde::{Deserialize, Serialize};
 use crate::app::App;
 use crate::emv::Pan;
 use crate::error::ApiError;
+use crate::flows::rekey;
 use crate::secrets::{Purpose, Secrets, constant_time_eq};
-use crate::storage::Authentication;
+use crate::storage::{Authentication, Rekeyed};
 
 const DOMAIN: &str = "countersign.authentication-value.v1";
 pub const MAC_LEN: usize = 20;
 /// ECI for a fully authenticated transaction (Amex and Visa numbering).
 pub const ECI_AUTHENTICATED: &str = "05";
 
+/// The value under the current key.
 pub fn compute(secrets: &Secrets, a: &Authentication) -> String {
-    let input = CanonicalWriter::new(DOMAIN)
+    encode(&secrets.keyed_hash(Purpose::AuthenticationValue, &input(a)))
+}
+
+/// Whether `value` is the value of `a` under any known key: an issuer may
+/// verify a value made before a rotation.
+fn is_value_of(secrets: &Secrets, a: &Authentication, value: &str) -> bool {
+    secrets
+        .keyed_hashes(Purpose::AuthenticationValue, &input(a))
+        .fold(false, |ok, (_, mac)| constant_time_eq(encode(&mac).as_bytes(), value.as_bytes()) | ok)
+}
+
+fn encode(mac: &[u8]) -> String {
+    STANDARD.encode(&mac[..MAC_LEN])
+}
+
+fn input(a: &Authentication) -> Vec<u8> {
+    CanonicalWriter::new(DOMAIN)
         .str(&a.acs_trans_id)
         .str(&a.ds_trans_id)
         .str(a.card_id.as_deref().unwrap_or(""))
@@ -30,9 +48,7 @@ pub fn compute(secrets: &Secrets, a: &Authentication) -> String {
         .u8(a.exponent)
         .str(&a.merchant_id)
         .str(&a.requestor_id)
-        .finish();
-    let mac = secrets.keyed_hash(Purpose::AuthenticationValue, &input);
-    STANDARD.encode(&mac[..MAC_LEN])
+        .finish()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -66,8 +82,8 @@ pub async fn verify(app: &App, req: &VerifyRequest) -> Result<VerifyResponse, Ap
     let Some(a) = app.storage.authentication(&req.acs_trans_id).await? else {
         return invalid;
     };
-    let Some(card) =
-        app.storage.card_by_pan_hash(&app.secrets.keyed_hash(Purpose::CardNumber, pan.as_str().as_bytes())).await?
+    let by_hash = |hash: Vec<u8>| async move { app.storage.card_by_pan_hash(&hash).await };
+    let Some(card) = rekey::find(app, Purpose::CardNumber, pan.as_str().as_bytes(), Rekeyed::PanHash, by_hash).await?
     else {
         return invalid;
     };
@@ -79,7 +95,7 @@ pub async fn verify(app: &App, req: &VerifyRequest) -> Result<VerifyResponse, Ap
         && a.amount_minor == amount
         && a.currency == currency
         && constant_time_eq(stored_value.as_bytes(), req.authentication_value.as_bytes())
-        && constant_time_eq(compute(&app.secrets, &a).as_bytes(), req.authentication_value.as_bytes());
+        && is_value_of(&app.secrets, &a, &req.authentication_value);
     Ok(if matches {
         VerifyResponse { valid: true, eci: a.eci.clone() }
     } else {

@@ -18,7 +18,7 @@ use crate::delivery::{self, CodeMessage, DeliveryError, Language};
 use crate::emv::Currency;
 use crate::error::ApiError;
 use crate::flows::challenges::{self, Ending};
-use crate::secrets::{Purpose, Secrets, constant_time_eq, random_bytes};
+use crate::secrets::{Keys, Purpose, Secrets, random_bytes};
 use crate::storage::{
     AuditEvent, Authentication, Card, Challenge, ChallengeState, ContactChannel, Delivery, DeliveryNext, DeliveryState,
     NewCode, NewDelivery, OneTimeCode,
@@ -66,12 +66,12 @@ impl Fallback {
 /// Derives the code from its salt: HMAC output read as 32-bit numbers,
 /// rejecting the few at the top of the range so every code is equally
 /// likely (no modulo bias).
-pub fn derive_code(secrets: &Secrets, challenge_id: &str, salt: &[u8]) -> String {
+pub fn derive_code(keys: &Keys, challenge_id: &str, salt: &[u8]) -> String {
     const ZONE: u32 = u32::MAX - (u32::MAX % 1_000_000);
     for counter in 0u8.. {
         let input =
             CanonicalWriter::new("countersign.one-time-code.v1").str(challenge_id).bytes(salt).u8(counter).finish();
-        let block = secrets.keyed_hash(Purpose::OneTimeCodeDerivation, &input);
+        let block = keys.keyed_hash(Purpose::OneTimeCodeDerivation, &input);
         for word in block.chunks_exact(4) {
             let v = u32::from_be_bytes(word.try_into().expect("4-byte chunk"));
             if v < ZONE {
@@ -82,9 +82,25 @@ pub fn derive_code(secrets: &Secrets, challenge_id: &str, salt: &[u8]) -> String
     unreachable!("a 256-bit block holds a usable word with overwhelming probability")
 }
 
-fn code_hash(secrets: &Secrets, challenge_id: &str, code: &str) -> Vec<u8> {
-    let input = CanonicalWriter::new("countersign.one-time-code-check.v1").str(challenge_id).str(code).finish();
-    secrets.keyed_hash(Purpose::OneTimeCode, &input)
+fn code_hash(keys: &Keys, challenge_id: &str, code: &str) -> Vec<u8> {
+    keys.keyed_hash(Purpose::OneTimeCode, &code_input(challenge_id, code))
+}
+
+fn code_input(challenge_id: &str, code: &str) -> Vec<u8> {
+    CanonicalWriter::new("countersign.one-time-code-check.v1").str(challenge_id).str(code).finish()
+}
+
+/// The code a stored one was derived as: under the key that made it,
+/// which a rotation since may have made a previous one.
+fn stored_code(secrets: &Secrets, challenge_id: &str, stored: &OneTimeCode) -> String {
+    let derived = |keys: &Keys| derive_code(keys, challenge_id, &stored.salt);
+    secrets
+        .all()
+        .map(|(_, keys)| derived(keys))
+        .find(|code| secrets.verify(Purpose::OneTimeCode, &code_input(challenge_id, code), &stored.code_hash).is_some())
+        // Its key dropped: no code sent now can verify; the current key's
+        // is as good as any, and the code expires within minutes anyway.
+        .unwrap_or_else(|| derived(secrets.current()))
 }
 
 /// Where a code goes: every contact of the card, SMS only to allowed
@@ -116,7 +132,7 @@ pub async fn start(app: &App, challenge: &Challenge, reason: Fallback) -> Result
     let card = app.storage.card(&challenge.card_id).await?.ok_or_else(|| ApiError::not_found("card"))?;
     let now = app.now_ms();
     let salt = random_bytes::<SALT_LEN>().to_vec();
-    let code = derive_code(&app.secrets, &challenge.id, &salt);
+    let code = derive_code(app.secrets.current(), &challenge.id, &salt);
     let expires_at = now + app.config.codes.validity_secs as i64 * 1000;
     let deliveries = destinations(app, &card);
     let mut audit = AuditEvent::new(now, "code.issued", "system".into(), reason.as_str());
@@ -130,7 +146,7 @@ pub async fn start(app: &App, challenge: &Challenge, reason: Fallback) -> Result
     let new = NewCode {
         code: OneTimeCode {
             challenge_id: challenge.id.clone(),
-            code_hash: code_hash(&app.secrets, &challenge.id, &code),
+            code_hash: code_hash(app.secrets.current(), &challenge.id, &code),
             salt,
             created_at: now,
             expires_at,
@@ -321,7 +337,9 @@ pub async fn verify(app: &App, acs_trans_id: &str, typed: &str) -> Result<Verifi
     }
     let typed = typed.trim();
     let well_formed = typed.len() == CODE_DIGITS && typed.bytes().all(|b| b.is_ascii_digit());
-    if well_formed && constant_time_eq(&code_hash(&app.secrets, &challenge.id, typed), &code.code_hash) {
+    if well_formed
+        && app.secrets.verify(Purpose::OneTimeCode, &code_input(&challenge.id, typed), &code.code_hash).is_some()
+    {
         if challenges::finish(app, &challenge, &auth, Ending::CodeVerified, now).await? {
             return Ok(Verified { trans_status: "Y".into() });
         }
@@ -591,7 +609,7 @@ async fn message_for(app: &App, job: &Delivery, now: i64) -> Result<Option<CodeM
         },
         to,
         language: Language::negotiate(card.language.as_deref(), auth.browser_language.as_deref()),
-        code: derive_code(&app.secrets, &challenge.id, &code.salt),
+        code: stored_code(&app.secrets, &challenge.id, &code),
         issuer_name: app.config.issuer.name.clone(),
         merchant_name: auth.merchant_name.clone(),
         amount_minor: auth.amount_minor,
@@ -650,20 +668,42 @@ mod tests {
 
     #[test]
     fn codes_are_six_digits_and_repeat_for_the_same_salt() {
-        let s = Secrets::from_master_key(&[3; 32]);
-        let a = derive_code(&s, "c", b"salt");
+        let secrets = Secrets::from_master_key(&[3; 32]);
+        let s = secrets.current();
+        let a = derive_code(s, "c", b"salt");
         assert_eq!(a.len(), 6);
         assert!(a.bytes().all(|b| b.is_ascii_digit()));
-        assert_eq!(a, derive_code(&s, "c", b"salt"));
-        assert_ne!(code_hash(&s, "c", &a), code_hash(&s, "other", &a), "a hash is bound to its challenge");
+        assert_eq!(a, derive_code(s, "c", b"salt"));
+        assert_ne!(code_hash(s, "c", &a), code_hash(s, "other", &a), "a hash is bound to its challenge");
+    }
+
+    #[test]
+    fn a_code_made_before_a_rotation_is_sent_again_as_it_was_and_still_verifies() {
+        let before = Secrets::from_master_key(&[5; 32]);
+        let code = derive_code(before.current(), "c", b"salt");
+        let stored = OneTimeCode {
+            challenge_id: "c".into(),
+            salt: b"salt".to_vec(),
+            code_hash: code_hash(before.current(), "c", &code),
+            created_at: 0,
+            expires_at: 1,
+            resends: 0,
+            last_sent_at: 0,
+            used_at: None,
+        };
+        let after = Secrets::from_master_keys(&[6; 32], &[[5; 32]]).unwrap();
+        assert_ne!(derive_code(after.current(), "c", b"salt"), code, "the new key alone derives another code");
+        assert_eq!(stored_code(&after, "c", &stored), code);
+        assert!(after.verify(Purpose::OneTimeCode, &code_input("c", &code), &stored.code_hash).is_some());
     }
 
     #[test]
     fn codes_spread_over_all_digits() {
-        let s = Secrets::from_master_key(&[4; 32]);
+        let secrets = Secrets::from_master_key(&[4; 32]);
+        let s = secrets.current();
         let mut first_digit = [0u32; 10];
         for i in 0..5000u32 {
-            let code = derive_code(&s, "c", &i.to_be_bytes());
+            let code = derive_code(s, "c", &i.to_be_bytes());
             first_digit[(code.as_bytes()[0] - b'0') as usize] += 1;
         }
         // Each leading digit should take about a tenth (500); a biased

@@ -8,7 +8,7 @@ use countersign_core::protocol::{EnrolmentMessage, PublicKey, check_freshness};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::flows::admin::{CODE_LOOKUP_LEN, is_code_shaped};
-use crate::secrets::{Purpose, constant_time_eq};
+use crate::secrets::Purpose;
 use crate::storage::{AuditEvent, Device, StorageError};
 
 const MAX_PUSH_TOKEN_LEN: usize = 4096;
@@ -57,7 +57,7 @@ pub async fn enrol(app: &App, req: EnrolmentRequest) -> Result<EnrolmentResponse
             "this enrolment code has expired",
         ));
     }
-    if !constant_time_eq(&app.secrets.keyed_hash(Purpose::EnrolmentCode, secret.as_bytes()), &stored.secret_hash) {
+    if app.secrets.verify(Purpose::EnrolmentCode, secret.as_bytes(), &stored.secret_hash).is_none() {
         let left = app.storage.spend_enrolment_attempt(lookup).await?.unwrap_or(0);
         let mut audit = AuditEvent::new(now, "enrolment.refused", "device:unenrolled".into(), "wrong_code");
         audit.card_id = Some(stored.card_id.clone());

@@ -10,3 +10,4 @@ pub mod codes;
 pub mod device_auth;
 pub mod devices;
 pub mod enrolment;
+pub mod rekey;

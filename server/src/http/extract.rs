@@ -15,8 +15,9 @@ use crate::app::App;
 use crate::emv::EmvError;
 use crate::error::{ApiError, mask_digit_runs};
 use crate::flows::device_auth;
+use crate::flows::rekey;
 use crate::secrets::Purpose;
-use crate::storage::{Device, Operator, OperatorRole, Requestor};
+use crate::storage::{Device, Operator, OperatorRole, Rekeyed, Requestor};
 
 /// Reads the whole body, refusing more than `limit` bytes.
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
@@ -136,8 +137,9 @@ impl FromRequestParts<App> for RequestorAuth {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, EmvError> {
         let key = bearer(parts).ok_or_else(|| EmvError::unauthenticated("Authorization"))?;
-        let hash = app.secrets.keyed_hash(Purpose::ApiKey, key.as_bytes());
-        match app.storage.requestor_by_key(&hash, app.now_ms()).await {
+        let now = app.now_ms();
+        let by_hash = |hash: Vec<u8>| async move { app.storage.requestor_by_key(&hash, now).await };
+        match rekey::find(app, Purpose::ApiKey, key.as_bytes(), Rekeyed::RequestorApiKey, by_hash).await {
             Ok(Some(r)) => Ok(Self(r)),
             Ok(None) => Err(EmvError::unauthenticated("Authorization")),
             Err(e) => Err(EmvError::transient(e.to_string())),
@@ -154,9 +156,8 @@ impl FromRequestParts<App> for OperatorAuth {
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
         let key = bearer(parts)
             .ok_or_else(|| ApiError::unauthenticated("an operator API key is needed (Authorization: Bearer …)"))?;
-        let hash = app.secrets.keyed_hash(Purpose::ApiKey, key.as_bytes());
-        app.storage
-            .operator_by_key(&hash)
+        let by_hash = |hash: Vec<u8>| async move { app.storage.operator_by_key(&hash).await };
+        rekey::find(app, Purpose::ApiKey, key.as_bytes(), Rekeyed::OperatorApiKey, by_hash)
             .await?
             .map(Self)
             .ok_or_else(|| ApiError::unauthenticated("unknown or revoked operator API key"))

@@ -32,6 +32,60 @@ pub enum StorageError {
 
 pub type StorageResult<T> = Result<T, StorageError>;
 
+/// A long-lived stored value made with the master key, which a rotation
+/// replaces as it is used (see `Storage::rekey`).
+#[derive(Debug, Clone, Copy)]
+pub enum Rekeyed<'a> {
+    /// A card's number hash.
+    PanHash,
+    /// A requestor's API key hash, current or previous.
+    RequestorApiKey,
+    OperatorApiKey,
+    /// A requestor's sealed callback secret, current or previous.
+    CallbackSecret,
+    /// The hash of one of this card's security answers.
+    SecurityAnswer {
+        card_id: &'a str,
+    },
+}
+
+impl<'a> Rekeyed<'a> {
+    /// The one statement that does it, for both backends: `?1` the old
+    /// value, `?2` the new, `?3` the card (security answers only). A
+    /// keyed hash of a secret, or a seal with a random nonce, names its
+    /// row by itself.
+    fn update_sql(self) -> &'static str {
+        match self {
+            Rekeyed::PanHash => "UPDATE cards SET pan_hash = ?2 WHERE pan_hash = ?1",
+            Rekeyed::RequestorApiKey => {
+                "UPDATE requestors SET \
+                 api_key_hash = CASE WHEN api_key_hash = ?1 THEN ?2 ELSE api_key_hash END, \
+                 previous_api_key_hash = CASE WHEN previous_api_key_hash = ?1 THEN ?2 ELSE previous_api_key_hash END \
+                 WHERE api_key_hash = ?1 OR previous_api_key_hash = ?1"
+            }
+            Rekeyed::OperatorApiKey => "UPDATE operators SET api_key_hash = ?2 WHERE api_key_hash = ?1",
+            Rekeyed::CallbackSecret => {
+                "UPDATE requestors SET \
+                 callback_secret_sealed = \
+                   CASE WHEN callback_secret_sealed = ?1 THEN ?2 ELSE callback_secret_sealed END, \
+                 previous_callback_secret_sealed = \
+                   CASE WHEN previous_callback_secret_sealed = ?1 THEN ?2 ELSE previous_callback_secret_sealed END \
+                 WHERE callback_secret_sealed = ?1 OR previous_callback_secret_sealed = ?1"
+            }
+            Rekeyed::SecurityAnswer { .. } => {
+                "UPDATE security_questions SET answer_hash = ?2 WHERE card_id = ?3 AND answer_hash = ?1"
+            }
+        }
+    }
+
+    fn card_id(self) -> Option<&'a str> {
+        match self {
+            Rekeyed::SecurityAnswer { card_id } => Some(card_id),
+            _ => None,
+        }
+    }
+}
+
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
     /// Succeeds when the database answers.
@@ -72,6 +126,10 @@ pub trait Storage: Send + Sync + 'static {
     /// Replaces a callback secret stored in the clear by its sealed form,
     /// unless it changed meanwhile; `false` then.
     async fn seal_legacy_callback_secret(&self, id: &str, legacy: &str, sealed: &[u8]) -> StorageResult<bool>;
+    /// Replaces a keyed hash or sealed secret made under a previous master
+    /// key by the same made under the current one (key rotation), unless
+    /// it changed meanwhile; whether this call did.
+    async fn rekey(&self, value: Rekeyed<'_>, old: &[u8], new: &[u8]) -> StorageResult<bool>;
     async fn create_operator(&self, operator: &Operator, api_key_hash: &[u8]) -> StorageResult<()>;
     /// The operator whose API key hashes to this, unless revoked.
     async fn operator_by_key(&self, api_key_hash: &[u8]) -> StorageResult<Option<Operator>>;

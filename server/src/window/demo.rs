@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::flows::admin::{self, NewRequestorRequest};
 use crate::flows::{authenticate, callbacks};
 use crate::http::extract::{Form, Path};
-use crate::secrets::{Purpose, constant_time_eq};
+use crate::secrets::{Keys, Purpose, constant_time_eq};
 use crate::storage::{Requestor, StorageError};
 
 /// The demo shop's threeDSRequestorID.
@@ -58,8 +58,8 @@ fn respond(app: &App, status: StatusCode, markup: Markup) -> Response {
 }
 
 /// A token that this page was served by this server, for the checkout form.
-fn csrf(app: &App, issued_at: i64) -> String {
-    let mac = app.secrets.keyed_hash(
+fn csrf(keys: &Keys, issued_at: i64) -> String {
+    let mac = keys.keyed_hash(
         Purpose::WindowSession,
         &CanonicalWriter::new("countersign.demo.csrf.v1").str(&issued_at.to_string()).finish(),
     );
@@ -69,7 +69,11 @@ fn csrf(app: &App, issued_at: i64) -> String {
 fn csrf_ok(app: &App, token: &str) -> bool {
     let Some(issued_at) = token.split_once('.').and_then(|(t, _)| t.parse::<i64>().ok()) else { return false };
     let age = app.now_ms() - issued_at;
-    (0..CSRF_VALIDITY_MS).contains(&age) && constant_time_eq(csrf(app, issued_at).as_bytes(), token.as_bytes())
+    (0..CSRF_VALIDITY_MS).contains(&age)
+        && app
+            .secrets
+            .all()
+            .fold(false, |ok, (_, k)| constant_time_eq(csrf(k, issued_at).as_bytes(), token.as_bytes()) | ok)
 }
 
 /// The checkout form.
@@ -77,7 +81,7 @@ pub async fn checkout_form(State(app): State<App>) -> Response {
     if let Some(r) = disabled(&app) {
         return r;
     }
-    let token = csrf(&app, app.now_ms());
+    let token = csrf(app.secrets.current(), app.now_ms());
     let markup = page(
         "Checkout",
         html! {

@@ -25,7 +25,7 @@ use crate::delivery::Language;
 use crate::error::ApiError;
 use crate::flows::challenges::{self, Ending};
 use crate::flows::codes::{self, CodeView, WindowView};
-use crate::secrets::{Purpose, constant_time_eq, random_bytes};
+use crate::secrets::{Keys, Purpose, constant_time_eq, random_bytes};
 use crate::storage::{Authentication, Challenge, ChallengeState, WindowSession};
 
 /// A page in the window, as the challenge's state decides it.
@@ -113,7 +113,7 @@ pub struct Window {
 
 impl Window {
     pub fn csrf(&self, app: &App) -> String {
-        csrf_token(app, &self.token)
+        csrf_token(app.secrets.current(), &self.token)
     }
 }
 
@@ -121,16 +121,14 @@ fn retention_ms(app: &App) -> i64 {
     app.config.window.session_retention_secs.min(i64::MAX as u64 / 1000) as i64 * 1000
 }
 
-fn token_hash(app: &App, token: &str) -> Vec<u8> {
-    app.secrets
-        .keyed_hash(Purpose::WindowSession, &CanonicalWriter::new("countersign.window.token.v1").str(token).finish())
+fn token_hash(keys: &Keys, token: &str) -> Vec<u8> {
+    keys.keyed_hash(Purpose::WindowSession, &CanonicalWriter::new("countersign.window.token.v1").str(token).finish())
 }
 
 /// The CSRF token of a session: derived from its capability, so it needs
 /// no storage, and a page from one session is useless in another.
-fn csrf_token(app: &App, token: &str) -> String {
-    let mac = app
-        .secrets
+fn csrf_token(keys: &Keys, token: &str) -> String {
+    let mac = keys
         .keyed_hash(Purpose::WindowSession, &CanonicalWriter::new("countersign.window.csrf.v1").str(token).finish());
     hex::encode(&mac[..16])
 }
@@ -169,7 +167,7 @@ pub async fn open(
     let now = app.now_ms();
     let session = WindowSession {
         acs_trans_id: auth.acs_trans_id.clone(),
-        token_hash: token_hash(app, &token),
+        token_hash: token_hash(app.secrets.current(), &token),
         three_ds_session_data: session_data,
         window_size: creq.challenge_window_size.clone().unwrap_or_else(|| "05".into()),
         language: language.as_str().into(),
@@ -186,11 +184,21 @@ pub async fn open(
 /// The window a form's capability and CSRF token name.
 pub async fn find(app: &App, token: Option<&str>, csrf: Option<&str>) -> Result<Window, WindowError> {
     let (Some(token), Some(csrf)) = (token, csrf) else { return Err(WindowError::NoSession) };
-    if token.len() != 64 || !constant_time_eq(csrf_token(app, token).as_bytes(), csrf.as_bytes()) {
+    // A window opened before a master-key rotation stays usable: its
+    // token and CSRF token were made under a key that is now a previous one.
+    let csrf_ok = app
+        .secrets
+        .all()
+        .fold(false, |ok, (_, k)| constant_time_eq(csrf_token(k, token).as_bytes(), csrf.as_bytes()) | ok);
+    if token.len() != 64 || !csrf_ok {
         return Err(WindowError::NoSession);
     }
-    let session = app.storage.window_session(&token_hash(app, token)).await?.ok_or(WindowError::NoSession)?;
-    load(app, token.to_owned(), session).await
+    for (_, keys) in app.secrets.all() {
+        if let Some(session) = app.storage.window_session(&token_hash(keys, token)).await? {
+            return load(app, token.to_owned(), session).await;
+        }
+    }
+    Err(WindowError::NoSession)
 }
 
 async fn load(app: &App, token: String, session: WindowSession) -> Result<Window, WindowError> {

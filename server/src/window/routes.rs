@@ -171,7 +171,7 @@ async fn act_inner(app: &App, fields: &Fields) -> Result<Response, WindowError> 
             let answers: Vec<String> =
                 (0..questions.len()).map(|i| fields.get(&format!("answer{i}")).cloned().unwrap_or_default()).collect();
             if w.challenge.state == crate::storage::ChallengeState::Pending
-                && security::all_correct(app, &w.challenge.card_id, &questions, &answers)
+                && security::all_correct(app, &w.challenge.card_id, &questions, &answers).await?
             {
                 verified = true;
                 None

@@ -9,8 +9,8 @@ use unicode_normalization::UnicodeNormalization;
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::secrets::{Purpose, constant_time_eq};
-use crate::storage::{AuditEvent, SecurityQuestion};
+use crate::secrets::{KeyAge, Purpose};
+use crate::storage::{AuditEvent, Rekeyed, SecurityQuestion, StorageError};
 
 pub const MAX_QUESTIONS: usize = 5;
 const MAX_TEXT_CHARS: usize = 200;
@@ -22,13 +22,12 @@ pub fn normalise(answer: &str) -> String {
     folded.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn answer_hash(app: &App, card_id: &str, position: u32, answer: &str) -> Vec<u8> {
-    let input = CanonicalWriter::new("countersign.security-answer.v1")
+fn answer_input(card_id: &str, position: u32, answer: &str) -> Vec<u8> {
+    CanonicalWriter::new("countersign.security-answer.v1")
         .str(card_id)
         .u8(position.min(255) as u8)
         .str(&normalise(answer))
-        .finish();
-    app.secrets.keyed_hash(Purpose::SecurityAnswer, &input)
+        .finish()
 }
 
 /// A question and its answer as an operator provisions them.
@@ -75,7 +74,7 @@ pub async fn provision(app: &App, card_id: &str, new: NewQuestions, actor: &str)
         questions.push(SecurityQuestion {
             position,
             question: question.to_owned(),
-            answer_hash: answer_hash(app, card_id, position, &q.answer),
+            answer_hash: app.secrets.keyed_hash(Purpose::SecurityAnswer, &answer_input(card_id, position, &q.answer)),
         });
     }
     let mut audit = AuditEvent::new(app.now_ms(), "card.security_questions_set", actor.to_owned(), "ok");
@@ -94,15 +93,33 @@ pub async fn show(app: &App, card_id: &str) -> Result<QuestionsView, ApiError> {
 }
 
 /// Whether every answer matches its question (all compared, in constant
-/// time each, whatever the first result).
-pub fn all_correct(app: &App, card_id: &str, questions: &[SecurityQuestion], answers: &[String]) -> bool {
+/// time each, whatever the first result). Answers right under a previous
+/// master key are stored again under the current one.
+pub async fn all_correct(
+    app: &App,
+    card_id: &str,
+    questions: &[SecurityQuestion],
+    answers: &[String],
+) -> Result<bool, StorageError> {
     if questions.is_empty() || answers.len() != questions.len() {
-        return false;
+        return Ok(false);
     }
-    questions
+    let checked: Vec<_> = questions
         .iter()
         .zip(answers)
-        .fold(true, |ok, (q, a)| constant_time_eq(&answer_hash(app, card_id, q.position, a), &q.answer_hash) & ok)
+        .map(|(q, a)| {
+            let input = answer_input(card_id, q.position, a);
+            (app.secrets.verify(Purpose::SecurityAnswer, &input, &q.answer_hash), q, input)
+        })
+        .collect();
+    if checked.iter().any(|(age, ..)| age.is_none()) {
+        return Ok(false);
+    }
+    for (_, q, input) in checked.iter().filter(|(age, ..)| *age == Some(KeyAge::Previous)) {
+        let new = app.secrets.keyed_hash(Purpose::SecurityAnswer, input);
+        app.storage.rekey(Rekeyed::SecurityAnswer { card_id }, &q.answer_hash, &new).await?;
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod challenges;
 mod codes;
 mod delivery;
 mod enrolment;
+mod key_rotation;
 mod malformed;
 mod metrics;
 mod openapi;

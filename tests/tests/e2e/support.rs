@@ -138,7 +138,14 @@ impl TestServer {
 
     /// Stops the server and starts a new one on the same database and key.
     pub async fn restart(&mut self) {
-        let config = self.app.config.clone();
+        self.restart_with(|_| {}).await
+    }
+
+    /// Stops the server and starts a new one on the same database, its
+    /// configuration changed by `tweak` (a new master key, say).
+    pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut Config)) {
+        let mut config = self.app.config.clone();
+        tweak(&mut config);
         self.server.take().unwrap().stop().await;
         let (app, server, base) = launch(config, self.clock.clone()).await;
         self.app = app;

@@ -10,8 +10,9 @@ use crate::app::App;
 use crate::delivery::Language;
 use crate::emv::Pan;
 use crate::error::ApiError;
+use crate::flows::rekey;
 use crate::secrets::Purpose;
-use crate::storage::{Card, NewCard};
+use crate::storage::{Card, NewCard, Rekeyed};
 use crate::window::security::{self, NewQuestions, QuestionsView};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -81,10 +82,16 @@ pub struct CardLanguage {
 
 /// A card as a request describes it, checked: what `create_card` and an
 /// import row share.
-pub(super) fn new_card(app: &App, req: NewCardRequest) -> Result<NewCard, ApiError> {
+pub(super) async fn new_card(app: &App, req: NewCardRequest) -> Result<NewCard, ApiError> {
     let pan = Pan::parse(req.acct_number.trim()).map_err(|e| ApiError::bad_request(format!("acctNumber: {e}")))?;
     let language = req.language.as_deref().map(language_code).transpose()?;
     check_contacts(req.email.as_deref(), req.phone.as_deref())?;
+    if app.secrets.previous_ids().next().is_some() {
+        // A card registered before a master-key rotation is re-keyed first,
+        // so the number stays unique across keys (no second card for it).
+        let by_hash = |hash: Vec<u8>| async move { app.storage.card_by_pan_hash(&hash).await };
+        rekey::find(app, Purpose::CardNumber, pan.as_str().as_bytes(), Rekeyed::PanHash, by_hash).await?;
+    }
     let card = Card {
         id: uuid::Uuid::new_v4().to_string(),
         pan_last4: pan.last_digits(4).to_owned(),
@@ -115,7 +122,7 @@ fn language_code(tag: &str) -> Result<String, ApiError> {
 }
 
 pub async fn create_card(app: &App, req: NewCardRequest, actor: &str) -> Result<CardView, ApiError> {
-    let new = new_card(app, req)?;
+    let new = new_card(app, req).await?;
     app.storage.create_card(&new).await.map_err(|e| conflict_or(e, "this card number is already registered"))?;
     record(app, card_action(app, "card.created", actor, &new.card.id)).await?;
     Ok(CardView::from(&new.card))

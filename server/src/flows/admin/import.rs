@@ -77,9 +77,15 @@ pub async fn import_cards(app: &App, rows: Vec<ImportRow>, actor: &str) -> Resul
     let mut report = ImportReport::default();
     let mut cards = Vec::with_capacity(rows.len());
     for row in rows {
-        match row.card.and_then(|card| new_card(app, card).map_err(|e| e.message)) {
+        let card = match row.card {
+            Ok(card) => new_card(app, card).await,
+            Err(error) => Err(ApiError::bad_request(error)),
+        };
+        match card {
             Ok(card) => cards.push(card),
-            Err(error) => report.failed.push(RowFailure { row: row.number, error: mask_digit_runs(&error) }),
+            // The database failing is the batch's failure, not the row's.
+            Err(e) if e.status.is_server_error() => return Err(e),
+            Err(e) => report.failed.push(RowFailure { row: row.number, error: mask_digit_runs(&e.message) }),
         }
     }
     let template = action(app, "card.imported", actor);

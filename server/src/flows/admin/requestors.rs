@@ -13,8 +13,8 @@ use utoipa::ToSchema;
 use super::{action, check_text, conflict_or, new_api_key, record};
 use crate::app::App;
 use crate::error::ApiError;
-use crate::secrets::{Purpose, random_bytes};
-use crate::storage::{AuditEvent, Credential, Requestor, StorageError, StoredSecret};
+use crate::secrets::{KeyAge, Purpose, random_bytes};
+use crate::storage::{AuditEvent, Credential, Rekeyed, Requestor, StorageError, StoredSecret};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -170,9 +170,9 @@ pub async fn revoke_previous(
 /// current one, then the previous one while its overlap lasts.
 pub fn callback_secrets(app: &App, requestor: &Requestor, now: i64) -> Result<Vec<String>, ApiError> {
     let open = |sealed: &[u8]| {
-        app.secrets.open(&context(&requestor.id), sealed).and_then(|s| String::from_utf8(s).ok()).ok_or_else(|| {
-            ApiError::from(StorageError::Corrupt(format!("requestor {}: callback secret", requestor.id)))
-        })
+        app.secrets.open(&context(&requestor.id), sealed).and_then(|(s, _)| String::from_utf8(s).ok()).ok_or_else(
+            || ApiError::from(StorageError::Corrupt(format!("requestor {}: callback secret", requestor.id))),
+        )
     };
     let mut secrets = vec![match &requestor.callback_secret {
         StoredSecret::Sealed(sealed) => open(sealed)?,
@@ -194,6 +194,28 @@ pub async fn seal_legacy_callback_secrets(app: &App) -> Result<usize, ApiError> 
         }
     }
     Ok(sealed)
+}
+
+/// Seals again under the current master key the callback secrets sealed
+/// under a previous one (a rotation); returns how many. Run at start: there
+/// are few requestors, and afterwards no sealed secret needs an old key.
+pub async fn reseal_callback_secrets(app: &App) -> Result<usize, ApiError> {
+    let mut resealed = 0;
+    for r in app.storage.requestors().await? {
+        let current = match &r.callback_secret {
+            StoredSecret::Sealed(sealed) => Some(sealed),
+            StoredSecret::Legacy(_) => None,
+        };
+        for sealed in current.into_iter().chain(r.previous_callback_secret.as_ref().map(|p| &p.sealed)) {
+            if let Some((secret, KeyAge::Previous)) = app.secrets.open(&context(&r.id), sealed) {
+                let new = app.secrets.seal(&context(&r.id), &secret);
+                if app.storage.rekey(Rekeyed::CallbackSecret, sealed, &new).await? {
+                    resealed += 1;
+                }
+            }
+        }
+    }
+    Ok(resealed)
 }
 
 /// Seals the requestor's callback secret if it is still in the clear;

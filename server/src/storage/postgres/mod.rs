@@ -567,6 +567,15 @@ impl Storage for PostgresStorage {
         Ok(changed == 1)
     }
 
+    async fn rekey(&self, value: Rekeyed<'_>, old: &[u8], new: &[u8]) -> StorageResult<bool> {
+        let sql = value.update_sql().replace('?', "$");
+        let changed = match value.card_id() {
+            Some(card_id) => self.execute(&sql, &[&old, &new, &card_id]).await?,
+            None => self.execute(&sql, &[&old, &new]).await?,
+        };
+        Ok(changed > 0)
+    }
+
     async fn create_operator(&self, o: &Operator, api_key_hash: &[u8]) -> StorageResult<()> {
         self.insert(
             "INSERT INTO operators (id, name, role, api_key_hash, created_at, revoked_at) \

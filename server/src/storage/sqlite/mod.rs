@@ -459,6 +459,19 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn rekey(&self, value: Rekeyed<'_>, old: &[u8], new: &[u8]) -> StorageResult<bool> {
+        let (sql, card_id, old, new) =
+            (value.update_sql(), value.card_id().map(str::to_owned), old.to_vec(), new.to_vec());
+        self.write(move |tx| {
+            let changed = match card_id {
+                Some(card_id) => tx.execute(sql, params![old, new, card_id])?,
+                None => tx.execute(sql, params![old, new])?,
+            };
+            Ok(changed > 0)
+        })
+        .await
+    }
+
     async fn create_operator(&self, o: &Operator, api_key_hash: &[u8]) -> StorageResult<()> {
         let (o, hash) = (o.clone(), api_key_hash.to_vec());
         self.write(move |tx| {
