@@ -122,16 +122,14 @@ async fn serve_http(
 /// Sealing is tried once: a secret still in the clear keeps working, and
 /// the next start seals it.
 async fn seal_then_deliver_callbacks(app: App, shutdown: watch::Receiver<bool>) {
-    match flows::admin::seal_legacy_callback_secrets(&app).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(sealed = n, "sealed callback secrets stored in the clear by an earlier version"),
-        Err(e) => tracing::warn!(error = %e, "could not seal the callback secrets stored in the clear"),
-    }
-    // After a master-key rotation: until this ran, the previous key opens them.
-    match flows::admin::reseal_callback_secrets(&app).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(resealed = n, "sealed callback secrets again under the current master key"),
-        Err(e) => tracing::warn!(error = %e, "could not seal callback secrets again under the current master key"),
+    match flows::admin::seal_callback_secrets(&app).await {
+        Ok(done) if done == flows::admin::SealedSecrets::default() => {}
+        Ok(done) => tracing::info!(
+            sealed = done.sealed,
+            resealed = done.resealed,
+            "sealed callback secrets kept in the clear by an earlier version or under a previous master key"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not bring the sealed callback secrets up to date"),
     }
     flows::callbacks::run_worker(app, shutdown).await
 }

@@ -283,10 +283,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     countersign_server::storage::postgres::latest_version()
                 }
             };
-            let sealed = admin::seal_legacy_callback_secrets(&app).await?;
+            let done = admin::seal_callback_secrets(&app).await?;
             println!("database is at schema version {version}");
-            if sealed > 0 {
-                println!("sealed {sealed} callback secret(s) stored in the clear by an earlier version");
+            if done.sealed > 0 {
+                println!("sealed {} callback secret(s) stored in the clear by an earlier version", done.sealed);
+            }
+            if done.resealed > 0 {
+                println!("sealed {} callback secret(s) again under the current master key", done.resealed);
             }
             Ok(())
         }

@@ -316,21 +316,7 @@ fn backup_refuses_postgresql_and_a_missing_database() {
 
 /// Appends the Luhn check digit.
 fn luhn_complete(partial: &str) -> String {
-    let sum: u32 = partial
-        .chars()
-        .rev()
-        .enumerate()
-        .map(|(i, c)| {
-            let d = c.to_digit(10).unwrap();
-            if i % 2 == 0 {
-                let x = d * 2;
-                if x > 9 { x - 9 } else { x }
-            } else {
-                d
-            }
-        })
-        .sum();
-    format!("{partial}{}", (10 - sum % 10) % 10)
+    format!("{partial}{}", countersign_server::emv::luhn_check_digit(partial).expect("digits"))
 }
 
 /// The unit file and the example configuration it runs with, as shipped.

@@ -89,16 +89,8 @@ impl Nodes {
 /// A Luhn-valid 15-digit card number, different for each `i`.
 fn card_number(i: u32) -> String {
     let body = format!("37{:012}", 100_000 + i);
-    let sum: u32 = body
-        .chars()
-        .rev()
-        .enumerate()
-        .map(|(k, c)| {
-            let d = c.to_digit(10).unwrap();
-            if k % 2 == 0 { (d * 2) % 10 + d * 2 / 10 } else { d }
-        })
-        .sum();
-    format!("{body}{}", (10 - sum % 10) % 10)
+    let check = countersign_server::emv::luhn_check_digit(&body).expect("digits");
+    format!("{body}{check}")
 }
 
 /// Long enough for every worker on both nodes (polling every 20–50 ms) to

@@ -25,7 +25,7 @@ pub enum StoredSecret {
     /// Sealed under a key derived from the master key (`Secrets::seal`).
     Sealed(Vec<u8>),
     /// In the clear, as versions before sealing stored it; sealed at the
-    /// next start (`flows::admin::seal_legacy_callback_secrets`).
+    /// next start (`flows::admin::seal_callback_secrets`).
     Legacy(String),
 }
 

@@ -184,34 +184,45 @@ pub fn callback_secrets(app: &App, requestor: &Requestor, now: i64) -> Result<Ve
     Ok(secrets)
 }
 
-/// Seals the callback secrets earlier versions stored in the clear;
-/// returns how many. Run at start (any node: each row is sealed once).
-pub async fn seal_legacy_callback_secrets(app: &App) -> Result<usize, ApiError> {
-    let mut sealed = 0;
-    for r in app.storage.requestors().await? {
-        if seal_if_clear(app, &r).await? {
-            sealed += 1;
-        }
-    }
-    Ok(sealed)
+/// What bringing the stored callback secrets up to date did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SealedSecrets {
+    /// Secrets an earlier version stored in the clear, sealed now.
+    pub sealed: usize,
+    /// Secrets sealed under a previous master key, sealed again under the
+    /// current one (after a rotation).
+    pub resealed: usize,
 }
 
-/// Seals again under the current master key the callback secrets sealed
-/// under a previous one (a rotation); returns how many. Run at start: there
-/// are few requestors, and afterwards no sealed secret needs an old key.
-pub async fn reseal_callback_secrets(app: &App) -> Result<usize, ApiError> {
-    let mut resealed = 0;
+/// Seals the callback secrets earlier versions stored in the clear, and
+/// seals again under the current master key those sealed under a previous
+/// one, in one pass over the requestors. Run at start and by `migrate`
+/// (any node: each row changes once): there are few requestors, and
+/// afterwards no secret is in the clear or needs an old key.
+pub async fn seal_callback_secrets(app: &App) -> Result<SealedSecrets, ApiError> {
+    let mut done = SealedSecrets::default();
     for r in app.storage.requestors().await? {
-        let current = match &r.callback_secret {
-            StoredSecret::Sealed(sealed) => Some(sealed),
-            StoredSecret::Legacy(_) => None,
-        };
-        for sealed in current.into_iter().chain(r.previous_callback_secret.as_ref().map(|p| &p.sealed)) {
-            if let Some((secret, KeyAge::Previous)) = app.secrets.open(&context(&r.id), sealed) {
-                let new = app.secrets.seal(&context(&r.id), &secret);
-                if app.storage.rekey(Rekeyed::CallbackSecret, sealed, &new).await? {
-                    resealed += 1;
-                }
+        if seal_if_clear(app, &r).await? {
+            done.sealed += 1;
+        }
+        done.resealed += reseal_if_previous(app, &r).await?;
+    }
+    Ok(done)
+}
+
+/// Seals again under the current master key the requestor's secrets (its
+/// current and any previous one) sealed under a previous key; how many.
+async fn reseal_if_previous(app: &App, r: &Requestor) -> Result<usize, ApiError> {
+    let current = match &r.callback_secret {
+        StoredSecret::Sealed(sealed) => Some(sealed),
+        StoredSecret::Legacy(_) => None,
+    };
+    let mut resealed = 0;
+    for sealed in current.into_iter().chain(r.previous_callback_secret.as_ref().map(|p| &p.sealed)) {
+        if let Some((secret, KeyAge::Previous)) = app.secrets.open(&context(&r.id), sealed) {
+            let new = app.secrets.seal(&context(&r.id), &secret);
+            if app.storage.rekey(Rekeyed::CallbackSecret, sealed, &new).await? {
+                resealed += 1;
             }
         }
     }
