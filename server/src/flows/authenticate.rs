@@ -32,7 +32,7 @@ pub async fn authenticate(app: &App, requestor: &Requestor, body: &[u8]) -> Resu
     }
     let transient = |e: StorageError| echo(EmvError::transient(e.to_string()));
     let now = app.now_ms();
-    let acs_trans_id = Uuid::new_v4();
+    let acs_trans_id = crate::secrets::time_ordered_id(now);
     // The card, its history and its devices in one read.
     let history = history_query(app, &areq, now);
     let found = rekey::find(

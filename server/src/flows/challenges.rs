@@ -37,7 +37,7 @@ pub fn new_challenge(app: &App, a: &Authentication, card_id: &str, now: i64) -> 
         (None, None)
     };
     Challenge {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: crate::secrets::time_ordered_id(now).to_string(),
         acs_trans_id: a.acs_trans_id.clone(),
         card_id: card_id.to_owned(),
         nonce: random_bytes::<NONCE_LEN>().to_vec(),
