@@ -296,3 +296,51 @@ fn checkpoint(conn: &Connection) -> Option<(i64, i64)> {
 pub fn unavailable(e: rusqlite::Error) -> StorageError {
     StorageError::Unavailable(e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Jobs that write and then fail, mixed into batches with jobs that
+    /// succeed: only the failing jobs' writes are undone, and each caller
+    /// hears its own outcome.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_failing_job_undoes_only_its_own_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Arc::new(Pool::open(&dir.path().join("db"), 1, "NORMAL").unwrap());
+        pool.write(|c| c.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)").map_err(unavailable)).await.unwrap();
+        let tasks: Vec<_> = (0..200)
+            .map(|n: i64| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    pool.write(move |c| {
+                        c.execute("INSERT INTO t (n) VALUES (?1)", [n]).map_err(unavailable)?;
+                        if n % 7 == 3 {
+                            return Err(StorageError::Conflict("n"));
+                        }
+                        assert!(n % 11 != 5, "a panicking job");
+                        Ok(n)
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for (n, task) in (0..).zip(tasks) {
+            match task.await.unwrap() {
+                Ok(got) => assert_eq!(got, n),
+                Err(StorageError::Conflict("n")) => assert_eq!(n % 7, 3),
+                Err(StorageError::Unavailable(e)) => assert!(n % 11 == 5 && e.contains("panicked"), "{n}: {e}"),
+                Err(e) => panic!("{n}: {e}"),
+            }
+        }
+        let stored: Vec<i64> = pool
+            .read(|c| {
+                let mut s = c.prepare("SELECT n FROM t ORDER BY n").map_err(unavailable)?;
+                let rows = s.query_map([], |r| r.get(0)).map_err(unavailable)?;
+                rows.collect::<rusqlite::Result<_>>().map_err(unavailable)
+            })
+            .unwrap();
+        let expected: Vec<i64> = (0..200).filter(|n| n % 7 != 3 && n % 11 != 5).collect();
+        assert_eq!(stored, expected);
+    }
+}
