@@ -10,7 +10,7 @@
 //! serves many jobs, and no writer ever waits on SQLite's busy handler.
 //!
 //! Checkpoints (copying the WAL back into the database file, with its
-//! fsyncs) run on a thread of their own, right after commits. The writer
+//! fsyncs) run on a thread of their own, a little after commits. The writer
 //! keeps only what SQLite leaves to the writing connection: starting the
 //! WAL over, which needs every frame copied first. Under steady writes the
 //! checkpointer never catches the last frames, so when the WAL is long the
@@ -40,10 +40,10 @@ const CHECKPOINT_DELAY: std::time::Duration = std::time::Duration::from_millis(2
 
 /// WAL pages (4 KiB each: 256 MiB) from which the WAL is started over at
 /// the checkpointer's next complete pass: the writer then copies the frames
-/// committed since that pass began and fsyncs, while every write waits
-/// (10–16 ms here). The fewer restarts the fewer such stalls: at 4 096
-/// pages, with the writer checkpointing whenever the WAL passed it, one came
-/// every ~140 ms at 4 000 AReqs/s, 17–33 ms each, and set the p99. Under
+/// committed since that pass began and fsyncs twice, while every write
+/// waits. The fewer restarts the fewer such stalls: at 4 096 pages, with
+/// the writer checkpointing whenever the WAL passed it, one came every
+/// ~140 ms at 4 000 AReqs/s, 15–33 ms each, and set the p99. Under
 /// light load the WAL starts over long before, by itself (the checkpointer
 /// catches up between commits), so only a busy server's WAL grows this big;
 /// the file keeps its size (reused, not truncated).
