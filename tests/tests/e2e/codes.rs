@@ -48,6 +48,14 @@ async fn a_card_without_a_device_gets_a_code_by_email_and_sms_and_either_finishe
     let by_mail = s.nth_code_to(EMAIL, 1).await;
     let by_sms = s.nth_code_to(PHONE, 1).await;
     assert_eq!(by_mail, by_sms, "one code, sent to every contact");
+    // A message is handed over first and its delivery marked sent after
+    // (two steps, as with a real provider): the window may say `pending`
+    // for that moment.
+    eventually("both deliveries to be marked sent", || async {
+        let window = s.window(&acs).await;
+        window["code"]["destinations"].as_array().is_some_and(|d| d.iter().all(|d| d["state"] == "sent"))
+    })
+    .await;
     let window = s.window(&acs).await;
     assert_eq!(window["challenge"]["fallbackReason"], "no_device");
     let code = &window["code"];
