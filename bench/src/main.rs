@@ -4,6 +4,7 @@
 //! real HTTP with concurrent async clients from this process, each run
 //! bounded in time and count:
 //!
+//! 0. `GET /healthz`: the floor HTTP alone sets;
 //! 1. frictionless AReq → ARes, at full load and at a fixed rate;
 //! 2. the push round trip: AReq → device fetches → signed decision → result;
 //! 3. one-time-code verification (codes read from the development outbox);
@@ -92,9 +93,21 @@ struct Args {
     /// default).
     #[arg(long)]
     connections: Option<usize>,
+    /// Only these scenarios (comma-separated; default: all four). The
+    /// growth runs repeat those of 1 and 2 that are chosen.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Scenario>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    Frictionless,
+    Push,
+    Codes,
+    Enrolment,
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,6 +143,10 @@ impl Args {
             self.ceiling_secs = self.ceiling_secs.min(0.2);
         }
         self
+    }
+
+    fn runs(&self, scenario: Scenario) -> bool {
+        self.only.is_empty() || self.only.contains(&scenario)
     }
 }
 
@@ -182,21 +199,32 @@ async fn run(args: &Args) -> Result<()> {
 
     let (c, secs, max) = (args.concurrency, args.secs, args.max_count);
     let mut runs: Vec<Outcome> = Vec::new();
-    eprintln!("1 frictionless…");
-    let max_rate = scenarios::frictionless(&bench, &cards, pid, "1 frictionless AReq→ARes", c, secs, max).await?;
-    let rate = (max_rate.per_sec() * args.rate_share).max(1.0);
-    runs.push(max_rate);
-    runs.push(scenarios::frictionless_at_rate(&bench, &cards, pid, rate, secs, max).await?);
-    eprintln!("2 push round trip…");
-    runs.push(scenarios::push_round_trip(push_workers().await?, pid, "2 push round trip", secs, max).await?);
-    eprintln!("3 one-time-code verification…");
-    runs.push(scenarios::code_verification(&bench, pid, c, secs, max, args.codes).await?);
-    eprintln!("4 enrolment…");
-    runs.push(scenarios::enrolment(&bench, pid, c, secs, max, args.enrolments).await?);
+    eprintln!("0 HTTP floor…");
+    runs.push(scenarios::http_floor(&bench, pid, c, secs, max).await?);
+    if args.runs(Scenario::Frictionless) {
+        eprintln!("1 frictionless…");
+        let max_rate = scenarios::frictionless(&bench, &cards, pid, "1 frictionless AReq→ARes", c, secs, max).await?;
+        let rate = (max_rate.per_sec() * args.rate_share).max(1.0);
+        runs.push(max_rate);
+        runs.push(scenarios::frictionless_at_rate(&bench, &cards, pid, rate, secs, max).await?);
+    }
+    if args.runs(Scenario::Push) {
+        eprintln!("2 push round trip…");
+        runs.push(scenarios::push_round_trip(push_workers().await?, pid, "2 push round trip", secs, max).await?);
+    }
+    if args.runs(Scenario::Codes) {
+        eprintln!("3 one-time-code verification…");
+        runs.push(scenarios::code_verification(&bench, pid, c, secs, max, args.codes).await?);
+    }
+    if args.runs(Scenario::Enrolment) {
+        eprintln!("4 enrolment…");
+        runs.push(scenarios::enrolment(&bench, pid, c, secs, max, args.enrolments).await?);
+    }
 
     let mut growth = Vec::new();
     let mut stored = 0;
-    for &size in &args.growth {
+    let grows = args.runs(Scenario::Frictionless) || args.runs(Scenario::Push);
+    for &size in args.growth.iter().filter(|_| grows) {
         eprintln!("growing to {size} stored authentications…");
         let t = Instant::now();
         store.grow(stored, size, &bench.requestor.id, SystemClock.now_ms()).await?;
@@ -208,11 +236,16 @@ async fn run(args: &Args) -> Result<()> {
         // the size. A server that grew by serving never sees that; a few
         // untimed rounds absorb it.
         scenarios::frictionless(&bench, &cards, pid, "warm-up", c, secs, WARM_UP_PER_CLIENT * c as u64).await?;
-        let name = format!("1 frictionless @{size}");
-        let friction = scenarios::frictionless(&bench, &cards, pid, &name, c, secs, max).await?;
-        let name = format!("2 push round trip @{size}");
-        let push = scenarios::push_round_trip(push_workers().await?, pid, &name, secs, max).await?;
-        growth.push(Growth { stored: size, grow_secs, runs: vec![friction, push] });
+        let mut at_size = Vec::new();
+        if args.runs(Scenario::Frictionless) {
+            let name = format!("1 frictionless @{size}");
+            at_size.push(scenarios::frictionless(&bench, &cards, pid, &name, c, secs, max).await?);
+        }
+        if args.runs(Scenario::Push) {
+            let name = format!("2 push round trip @{size}");
+            at_size.push(scenarios::push_round_trip(push_workers().await?, pid, &name, secs, max).await?);
+        }
+        growth.push(Growth { stored: size, grow_secs, runs: at_size });
     }
 
     let peak_rss_kb = ProcStats::status_kb(pid, "VmHWM")?;

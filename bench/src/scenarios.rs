@@ -43,6 +43,20 @@ impl CardPool {
     }
 }
 
+/// The floor under every scenario: `GET /healthz` (no database, no
+/// crypto) from the same clients over the same loopback connections — what
+/// HTTP alone costs both processes here.
+pub async fn http_floor(bench: &Arc<Bench>, pid: u32, concurrency: usize, secs: f64, max: u64) -> Result<Outcome> {
+    let workers: Vec<_> = (0..concurrency).map(|_| bench.clone()).collect();
+    closed_loop("0 HTTP floor: GET /healthz", pid, workers, secs, max, |bench, _| async move {
+        let resp = bench.http.get(format!("{}/healthz", bench.base)).send().await?;
+        ensure!(resp.status() == reqwest::StatusCode::OK, "/healthz answered {}", resp.status());
+        resp.bytes().await?;
+        Ok(())
+    })
+    .await
+}
+
 /// Scenario 1's operation: 10.00 EUR, under the challenge threshold: Y.
 async fn frictionless_op(bench: &Bench, cards: &CardPool) -> Result<()> {
     let ares = bench.areq(cards.next(), 1_000).await?;
