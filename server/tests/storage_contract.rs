@@ -667,6 +667,10 @@ async fn one_key_enrolled_twice_at_once_is_one_device(db: Db) {
     assert_eq!(db.s.device_cards(&id).await.unwrap().len(), 2);
 }
 
+async fn enrolled(s: &dyn Storage, device: &str, card: &str) -> bool {
+    s.device_cards(device).await.unwrap().iter().any(|c| c.id == card)
+}
+
 async fn devices_enrolments_and_push_settings(db: Db) {
     let s = &*db.s;
     shop_with_cards(s, &["card-1", "card-2"]).await;
@@ -676,8 +680,8 @@ async fn devices_enrolments_and_push_settings(db: Db) {
         let key = format!("key-{dev}");
         s.complete_enrolment(lookup, &device(dev, &key), NOW + at as i64, &audit("device.enrolled")).await.unwrap();
     }
-    assert!(s.is_enrolled("dev-1", "card-2").await.unwrap());
-    assert!(!s.is_enrolled("dev-2", "card-2").await.unwrap());
+    assert!(enrolled(s, "dev-1", "card-2").await);
+    assert!(!enrolled(s, "dev-2", "card-2").await);
     let on_card: Vec<String> = s.card_devices("card-1").await.unwrap().into_iter().map(|d| d.id).collect();
     assert_eq!(on_card, ["dev-1", "dev-2"]);
 
@@ -693,7 +697,7 @@ async fn devices_enrolments_and_push_settings(db: Db) {
     assert!(s.unenrol_card("dev-1", "card-2", &audit("device.unenrolled")).await.unwrap());
     assert!(!s.unenrol_card("dev-1", "card-2", &audit("device.unenrolled")).await.unwrap());
     assert_eq!(all_audit(s).await.len(), before + 1, "only a real unenrolment is audited");
-    assert!(!s.is_enrolled("dev-1", "card-2").await.unwrap());
+    assert!(!enrolled(s, "dev-1", "card-2").await);
 
     let before = all_audit(s).await.len();
     assert!(s.revoke_device("dev-2", NOW + 4, &audit("device.revoked")).await.unwrap());
@@ -807,9 +811,43 @@ async fn pending_challenges_for_a_device_are_its_cards_open_ones(db: Db) {
     assert!(s.end_challenge(&ending(&ended, ChallengeState::Denied, "not_me", NOW + 5)).await.unwrap());
     purchase(s, "5", "card-2", NOW).await;
     let pending = s.pending_challenges_for_device("dev-1", NOW + 10).await.unwrap();
-    assert_eq!(pending, [first, later]);
+    let challenges: Vec<Challenge> = pending.iter().map(|p| p.challenge.clone()).collect();
+    assert_eq!(challenges, [first.clone(), later]);
+    // Each with what the device is shown of it.
+    let shown = &pending[0];
+    let mut expected = authentication("acs-1", Some("card-1"), NOW + 1);
+    expected.challenge_id = Some(first.id.clone());
+    assert_eq!(shown.authentication, expected);
+    assert_eq!(shown.card, s.card("card-1").await.unwrap().unwrap());
+    assert_eq!(shown.requestor_name.as_deref(), Some("shop-1 shop"));
+    assert!(shown.device_enrolled);
     assert!(s.challenge(&expired.id).await.unwrap().unwrap().state == ChallengeState::Pending);
     assert!(s.pending_challenges_for_device("dev-9", NOW).await.unwrap().is_empty());
+}
+
+async fn a_challenge_for_a_device_says_whether_it_is_enrolled(db: Db) {
+    let s = &*db.s;
+    shop_with_cards(s, &["card-1", "card-2"]).await;
+    for (lookup, card, dev) in [("E", "card-1", "dev-1"), ("F", "card-2", "dev-2")] {
+        s.create_enrolment_code(&enrolment_code(lookup, card, 5)).await.unwrap();
+        s.complete_enrolment(lookup, &device(dev, &format!("key-{dev}")), NOW, &audit("x")).await.unwrap();
+    }
+    let ch = purchase(s, "1", "card-1", NOW).await;
+    assert!(s.end_challenge(&ending(&ch, ChallengeState::Approved, "approved", NOW + 5)).await.unwrap());
+
+    // Ended or not: the caller decides what a state allows.
+    let mine = s.challenge_for_device(&ch.id, "dev-1").await.unwrap().unwrap();
+    assert_eq!(mine.challenge, s.challenge(&ch.id).await.unwrap().unwrap());
+    assert_eq!(mine.challenge.state, ChallengeState::Approved);
+    assert_eq!(mine.authentication, s.authentication("acs-1").await.unwrap().unwrap());
+    assert_eq!(mine.card, s.card("card-1").await.unwrap().unwrap());
+    assert_eq!(mine.requestor_name.as_deref(), Some("shop-1 shop"));
+    assert!(mine.device_enrolled);
+
+    let other = s.challenge_for_device(&ch.id, "dev-2").await.unwrap().unwrap();
+    assert!(!other.device_enrolled, "dev-2 is enrolled for card-2 only");
+    assert!(!s.challenge_for_device(&ch.id, "dev-9").await.unwrap().unwrap().device_enrolled);
+    assert_eq!(s.challenge_for_device("ch-none", "dev-1").await.unwrap(), None);
 }
 
 async fn a_challenge_ends_once_with_all_it_causes(db: Db) {
@@ -1663,6 +1701,7 @@ contract!(
     authentications_and_challenges_are_stored_whole,
     a_reused_three_ds_server_trans_id_stores_nothing,
     pending_challenges_for_a_device_are_its_cards_open_ones,
+    a_challenge_for_a_device_says_whether_it_is_enrolled,
     a_challenge_ends_once_with_all_it_causes,
     twenty_concurrent_endings_have_one_winner,
     endings_and_codes_wake_the_challenges_watchers,

@@ -15,7 +15,7 @@ use crate::emv::{ChallengeCancel, TransStatus, TransStatusReason};
 use crate::error::ApiError;
 use crate::flows::{authentication_value, callbacks};
 use crate::secrets::{random_below, random_bytes};
-use crate::storage::{AuditEvent, Authentication, Challenge, ChallengeEnd, ChallengeState, Device};
+use crate::storage::{AuditEvent, Authentication, Challenge, ChallengeEnd, ChallengeState, Device, DeviceChallenge};
 
 pub const NONCE_LEN: usize = 32;
 
@@ -65,64 +65,52 @@ pub fn terms(a: &Authentication) -> TransactionTerms {
     }
 }
 
-async fn load(app: &App, challenge_id: &str) -> Result<(Challenge, Authentication), ApiError> {
-    let challenge = app.storage.challenge(challenge_id).await?.ok_or_else(|| ApiError::not_found("challenge"))?;
-    let auth = app
+/// The challenge as the device sees it; refused unless the device is
+/// enrolled for its card.
+async fn load(app: &App, device: &Device, challenge_id: &str) -> Result<DeviceChallenge, ApiError> {
+    let found = app
         .storage
-        .authentication(&challenge.acs_trans_id)
+        .challenge_for_device(challenge_id, &device.id)
         .await?
-        .ok_or_else(|| ApiError::not_found("authentication"))?;
-    Ok((challenge, auth))
-}
-
-async fn require_enrolled(app: &App, device: &Device, card_id: &str) -> Result<(), ApiError> {
-    if app.storage.is_enrolled(&device.id, card_id).await? {
-        Ok(())
-    } else {
-        Err(ApiError::new(
+        .ok_or_else(|| ApiError::not_found("challenge"))?;
+    if !found.device_enrolled {
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             ErrorCode::NotEnrolledForCard,
             "this device is not enrolled for the card",
-        ))
+        ));
     }
+    Ok(found)
 }
 
-async fn view(app: &App, challenge: &Challenge, auth: &Authentication) -> Result<ChallengeView, ApiError> {
-    let card = app.storage.card(&challenge.card_id).await?.ok_or_else(|| ApiError::not_found("card"))?;
-    let requestor_name = app.storage.requestor(&auth.requestor_id).await?.map(|r| r.name).unwrap_or_default();
-    Ok(ChallengeView {
-        challenge_id: challenge.id.clone(),
+fn view(app: &App, found: DeviceChallenge) -> ChallengeView {
+    let DeviceChallenge { challenge, authentication, card, requestor_name, .. } = found;
+    ChallengeView {
         card: EnrolledCard {
-            card_id: card.id.clone(),
             masked_pan: card.masked_pan(),
+            card_id: card.id,
             issuer_name: app.config.issuer.name.clone(),
         },
-        terms: terms(auth),
-        requestor_name,
+        terms: terms(&authentication),
+        requestor_name: requestor_name.unwrap_or_default(),
         created_at: challenge.created_at,
         expires_at: challenge.expires_at,
-        nonce: challenge.nonce.clone(),
-        number_choices: challenge.number_choices.clone(),
-    })
+        challenge_id: challenge.id,
+        nonce: challenge.nonce,
+        number_choices: challenge.number_choices,
+    }
 }
 
 /// One challenge, for a device enrolled for its card.
 pub async fn show(app: &App, device: &Device, challenge_id: &str) -> Result<ChallengeView, ApiError> {
-    let (challenge, auth) = load(app, challenge_id).await?;
-    require_enrolled(app, device, &challenge.card_id).await?;
-    view(app, &challenge, &auth).await
+    Ok(view(app, load(app, device, challenge_id).await?))
 }
 
 /// Every challenge still open on the device's cards: the pull fallback for
 /// a push that never arrived.
 pub async fn pending(app: &App, device: &Device) -> Result<Vec<ChallengeView>, ApiError> {
-    let mut views = Vec::new();
-    for challenge in app.storage.pending_challenges_for_device(&device.id, app.now_ms()).await? {
-        if let Some(auth) = app.storage.authentication(&challenge.acs_trans_id).await? {
-            views.push(view(app, &challenge, &auth).await?);
-        }
-    }
-    Ok(views)
+    let open = app.storage.pending_challenges_for_device(&device.id, app.now_ms()).await?;
+    Ok(open.into_iter().map(|found| view(app, found)).collect())
 }
 
 fn mismatch(code: ErrorCode, what: &str) -> ApiError {
@@ -141,8 +129,7 @@ pub async fn decide(
     }
     let decision =
         req.decision().ok_or_else(|| ApiError::bad_request("a denial needs a denyReason; an approval has none"))?;
-    let (challenge, auth) = load(app, challenge_id).await?;
-    require_enrolled(app, device, &challenge.card_id).await?;
+    let DeviceChallenge { challenge, authentication: auth, .. } = load(app, device, challenge_id).await?;
 
     let stored = terms(&auth);
     let checks = [

@@ -5,7 +5,7 @@ use countersign_core::protocol::wire::PushSettings;
 use crate::app::App;
 use crate::error::ApiError;
 use crate::flows::codes::{self, Fallback};
-use crate::storage::{AuditEvent, Device};
+use crate::storage::{AuditEvent, Device, DeviceChallenge};
 
 pub async fn set_push_settings(app: &App, device: &Device, settings: PushSettings) -> Result<(), ApiError> {
     if settings.push_token.as_ref().is_some_and(|t| t.is_empty() || t.len() > 4096) {
@@ -54,7 +54,7 @@ pub async fn revoke(app: &App, device_id: &str, audit: &AuditEvent) -> Result<bo
     if !app.storage.revoke_device(device_id, audit.at, audit).await? {
         return Ok(false);
     }
-    for challenge in waiting {
+    for DeviceChallenge { challenge, .. } in waiting {
         if !app.storage.card_devices(&challenge.card_id).await?.iter().any(Device::pushable) {
             codes::start(app, &challenge, Fallback::DeviceRevoked).await?;
         }

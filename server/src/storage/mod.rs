@@ -176,7 +176,6 @@ pub trait Storage: Send + Sync + 'static {
     async fn device(&self, id: &str) -> StorageResult<Option<Device>>;
     async fn device_cards(&self, device_id: &str) -> StorageResult<Vec<Card>>;
     async fn card_devices(&self, card_id: &str) -> StorageResult<Vec<Device>>;
-    async fn is_enrolled(&self, device_id: &str, card_id: &str) -> StorageResult<bool>;
     async fn set_push_settings(
         &self,
         device_id: &str,
@@ -199,7 +198,12 @@ pub trait Storage: Send + Sync + 'static {
     async fn record_authentication(&self, new: &NewAuthentication) -> StorageResult<()>;
     async fn authentication(&self, acs_trans_id: &str) -> StorageResult<Option<Authentication>>;
     async fn challenge(&self, id: &str) -> StorageResult<Option<Challenge>>;
-    async fn pending_challenges_for_device(&self, device_id: &str, now: i64) -> StorageResult<Vec<Challenge>>;
+    /// A challenge as `device_id` sees it (whether or not it is enrolled
+    /// for the challenge's card: the caller decides), in one read.
+    async fn challenge_for_device(&self, id: &str, device_id: &str) -> StorageResult<Option<DeviceChallenge>>;
+    /// The challenges still open (pending, not past expiry) on the device's
+    /// cards, oldest first, in one read.
+    async fn pending_challenges_for_device(&self, device_id: &str, now: i64) -> StorageResult<Vec<DeviceChallenge>>;
     /// Ends a pending challenge and applies everything it causes; `false`
     /// (and no change at all) if it was not pending any more.
     async fn end_challenge(&self, end: &ChallengeEnd) -> StorageResult<bool>;

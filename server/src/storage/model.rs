@@ -283,6 +283,20 @@ pub struct Challenge {
     pub fallback_reason: Option<String>,
 }
 
+/// A challenge with what a device is shown of it — its purchase, its card,
+/// the requestor's name — read together (one lookup instead of four on
+/// every device call about a challenge).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceChallenge {
+    pub challenge: Challenge,
+    pub authentication: Authentication,
+    pub card: Card,
+    /// `None` if the requestor is no longer known.
+    pub requestor_name: Option<String>,
+    /// Whether the device asking is enrolled for the challenge's card.
+    pub device_enrolled: bool,
+}
+
 /// An AReq's whole outcome, stored in one transaction.
 #[derive(Debug, Clone)]
 pub struct NewAuthentication {

@@ -8,7 +8,7 @@
 use tokio_postgres::Client;
 
 const MIGRATIONS: &[(i32, &str)] =
-    &[(1, INITIAL), (2, CHALLENGE_WINDOW), (3, ADMINISTRATION), (4, RISK_HISTORY_INDEXES)];
+    &[(1, INITIAL), (2, CHALLENGE_WINDOW), (3, ADMINISTRATION), (4, RISK_HISTORY_INDEXES), (5, PENDING_BY_CARD)];
 
 /// Any fixed number works as long as nothing else in the database takes the
 /// same advisory lock; this one spells "cntrsign".
@@ -286,6 +286,14 @@ const RISK_HISTORY_INDEXES: &str = r#"
 CREATE INDEX authentications_low_value ON authentications (card_id, currency, created_at) INCLUDE (amount_minor)
     WHERE low_value_exempt;
 CREATE INDEX challenges_approved_by_card ON challenges (card_id, decided_at) WHERE state = 'approved';
+"#;
+
+/// A device's pull looks for its cards' pending challenges only: the index
+/// holds only those, so it stays small and an ending removes an entry
+/// rather than rewriting it. (SQLite's version 6.)
+const PENDING_BY_CARD: &str = r#"
+DROP INDEX challenges_by_card;
+CREATE INDEX challenges_pending_by_card ON challenges (card_id, expires_at) WHERE state = 'pending';
 "#;
 
 /// Applies every migration up to `until` not yet applied, in one

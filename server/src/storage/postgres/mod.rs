@@ -219,6 +219,10 @@ fn qualified(cols: &str, alias: &str) -> String {
     cols.split(',').map(|col| format!("{alias}.{}", col.trim())).collect::<Vec<_>>().join(", ")
 }
 
+fn column_count(cols: &str) -> usize {
+    cols.split(',').count()
+}
+
 const REQUESTOR_COLUMNS: &str = "id, name, callback_secret_sealed, callback_secret, \
     previous_callback_secret_sealed, previous_callback_secret_until, previous_key_expires_at, created_at";
 
@@ -300,15 +304,20 @@ fn activity_from(row: &Row, at: usize) -> StorageResult<CardActivity> {
 const CARD_COLUMNS: &str = "id, pan_last4, language, email, phone, blocked_at, failed_code_attempts, created_at";
 
 fn card_from(row: &Row) -> StorageResult<Card> {
+    card_at(row, 0)
+}
+
+/// The card in the columns from `at` on (as in a join).
+fn card_at(row: &Row, at: usize) -> StorageResult<Card> {
     Ok(Card {
-        id: get(row, 0)?,
-        pan_last4: get(row, 1)?,
-        language: get(row, 2)?,
-        email: get(row, 3)?,
-        phone: get(row, 4)?,
-        blocked_at: get(row, 5)?,
-        failed_code_attempts: get_u32(row, 6)?,
-        created_at: get(row, 7)?,
+        id: get(row, at)?,
+        pan_last4: get(row, at + 1)?,
+        language: get(row, at + 2)?,
+        email: get(row, at + 3)?,
+        phone: get(row, at + 4)?,
+        blocked_at: get(row, at + 5)?,
+        failed_code_attempts: get_u32(row, at + 6)?,
+        created_at: get(row, at + 7)?,
     })
 }
 
@@ -334,32 +343,37 @@ const AUTHENTICATION_COLUMNS: &str = "acs_trans_id, ds_trans_id, requestor_id, c
     browser_language, browser_tz";
 
 fn authentication_from(row: &Row) -> StorageResult<Authentication> {
-    let currency: i32 = get(row, 7)?;
-    let exponent: i16 = get(row, 8)?;
+    authentication_at(row, 0)
+}
+
+/// The authentication in the columns from `at` on (as in a join).
+fn authentication_at(row: &Row, at: usize) -> StorageResult<Authentication> {
+    let currency: i32 = get(row, at + 7)?;
+    let exponent: i16 = get(row, at + 8)?;
     Ok(Authentication {
-        acs_trans_id: get(row, 0)?,
-        ds_trans_id: get(row, 1)?,
-        requestor_id: get(row, 2)?,
-        card_id: get(row, 3)?,
-        message_version: get(row, 4)?,
-        message_category: get(row, 5)?,
-        amount_minor: get::<i64>(row, 6)? as u64,
+        acs_trans_id: get(row, at)?,
+        ds_trans_id: get(row, at + 1)?,
+        requestor_id: get(row, at + 2)?,
+        card_id: get(row, at + 3)?,
+        message_version: get(row, at + 4)?,
+        message_category: get(row, at + 5)?,
+        amount_minor: get::<i64>(row, at + 6)? as u64,
         currency: u16::try_from(currency).map_err(|_| corrupt("authentication currency"))?,
         exponent: u8::try_from(exponent).map_err(|_| corrupt("authentication exponent"))?,
-        merchant_name: get(row, 9)?,
-        merchant_id: get(row, 10)?,
-        notification_url: get(row, 11)?,
-        trans_status: get(row, 12)?,
-        trans_status_reason: get(row, 13)?,
-        reasons: get(row, 14)?,
-        low_value_exempt: get(row, 15)?,
-        authentication_value: get(row, 16)?,
-        eci: get(row, 17)?,
-        challenge_id: get(row, 18)?,
-        created_at: get(row, 19)?,
-        updated_at: get(row, 20)?,
-        browser_language: get(row, 21)?,
-        browser_tz: get(row, 22)?,
+        merchant_name: get(row, at + 9)?,
+        merchant_id: get(row, at + 10)?,
+        notification_url: get(row, at + 11)?,
+        trans_status: get(row, at + 12)?,
+        trans_status_reason: get(row, at + 13)?,
+        reasons: get(row, at + 14)?,
+        low_value_exempt: get(row, at + 15)?,
+        authentication_value: get(row, at + 16)?,
+        eci: get(row, at + 17)?,
+        challenge_id: get(row, at + 18)?,
+        created_at: get(row, at + 19)?,
+        updated_at: get(row, at + 20)?,
+        browser_language: get(row, at + 21)?,
+        browser_tz: get(row, at + 22)?,
     })
 }
 
@@ -367,26 +381,59 @@ const CHALLENGE_COLUMNS: &str = "id, acs_trans_id, card_id, nonce, state, number
     expires_at, decided_at, decided_by_device, outcome_reason, push_deadline, fallback_reason";
 
 fn challenge_from(row: &Row) -> StorageResult<Challenge> {
-    let state: String = get(row, 4)?;
-    let choices: Option<Vec<i16>> = get(row, 6)?;
+    challenge_at(row, 0)
+}
+
+/// The challenge in the columns from `at` on (as in a join).
+fn challenge_at(row: &Row, at: usize) -> StorageResult<Challenge> {
+    let state: String = get(row, at + 4)?;
+    let choices: Option<Vec<i16>> = get(row, at + 6)?;
     Ok(Challenge {
-        id: get(row, 0)?,
-        acs_trans_id: get(row, 1)?,
-        card_id: get(row, 2)?,
-        nonce: get(row, 3)?,
+        id: get(row, at)?,
+        acs_trans_id: get(row, at + 1)?,
+        card_id: get(row, at + 2)?,
+        nonce: get(row, at + 3)?,
         state: ChallengeState::parse(&state).ok_or_else(|| corrupt("challenge state"))?,
-        number_match: get_opt_u8(row, 5)?,
+        number_match: get_opt_u8(row, at + 5)?,
         number_choices: choices
             .map(|c| c.into_iter().map(u8::try_from).collect::<Result<Vec<u8>, _>>())
             .transpose()
             .map_err(|_| corrupt("number choices"))?,
-        created_at: get(row, 7)?,
-        expires_at: get(row, 8)?,
-        decided_at: get(row, 9)?,
-        decided_by_device: get(row, 10)?,
-        outcome_reason: get(row, 11)?,
-        push_deadline: get(row, 12)?,
-        fallback_reason: get(row, 13)?,
+        created_at: get(row, at + 7)?,
+        expires_at: get(row, at + 8)?,
+        decided_at: get(row, at + 9)?,
+        decided_by_device: get(row, at + 10)?,
+        outcome_reason: get(row, at + 11)?,
+        push_deadline: get(row, at + 12)?,
+        fallback_reason: get(row, at + 13)?,
+    })
+}
+
+/// A query for [`DeviceChallenge`]s: challenge, authentication, card and
+/// requestor's name, then `enrolled` (an expression for the device's
+/// enrolment), then `rest` (joins, conditions, order).
+fn device_challenge_sql(enrolled: &str, rest: &str) -> String {
+    format!(
+        "SELECT {}, {}, {}, r.name, {enrolled} FROM challenges ch \
+         JOIN authentications a ON a.acs_trans_id = ch.acs_trans_id JOIN cards c ON c.id = ch.card_id \
+         LEFT JOIN requestors r ON r.id = a.requestor_id {rest}",
+        qualified(CHALLENGE_COLUMNS, "ch"),
+        qualified(AUTHENTICATION_COLUMNS, "a"),
+        qualified(CARD_COLUMNS, "c")
+    )
+}
+
+fn device_challenge_from(row: &Row) -> StorageResult<DeviceChallenge> {
+    // Where each record's columns start.
+    let authentication = column_count(CHALLENGE_COLUMNS);
+    let card = authentication + column_count(AUTHENTICATION_COLUMNS);
+    let name = card + column_count(CARD_COLUMNS);
+    Ok(DeviceChallenge {
+        challenge: challenge_at(row, 0)?,
+        authentication: authentication_at(row, authentication)?,
+        card: card_at(row, card)?,
+        requestor_name: get(row, name)?,
+        device_enrolled: get(row, name + 1)?,
     })
 }
 
@@ -865,17 +912,6 @@ impl Storage for PostgresStorage {
         self.read_all(&sql, &[&card_id], device_from).await
     }
 
-    async fn is_enrolled(&self, device_id: &str, card_id: &str) -> StorageResult<bool> {
-        let row = self
-            .read_one(
-                "SELECT EXISTS (SELECT 1 FROM device_cards WHERE device_id = $1 AND card_id = $2)",
-                &[&device_id, &card_id],
-                |r| get::<bool>(r, 0),
-            )
-            .await?;
-        Ok(row.unwrap_or(false))
-    }
-
     async fn set_push_settings(
         &self,
         device_id: &str,
@@ -1039,13 +1075,21 @@ impl Storage for PostgresStorage {
             .await
     }
 
-    async fn pending_challenges_for_device(&self, device_id: &str, now: i64) -> StorageResult<Vec<Challenge>> {
-        let sql = format!(
-            "SELECT {} FROM challenges ch JOIN device_cards dc ON dc.card_id = ch.card_id \
-             WHERE dc.device_id = $1 AND ch.state = 'pending' AND ch.expires_at > $2 ORDER BY ch.created_at, ch.id",
-            qualified(CHALLENGE_COLUMNS, "ch")
+    async fn challenge_for_device(&self, id: &str, device_id: &str) -> StorageResult<Option<DeviceChallenge>> {
+        let sql = device_challenge_sql(
+            "EXISTS (SELECT 1 FROM device_cards dc WHERE dc.device_id = $2 AND dc.card_id = ch.card_id)",
+            "WHERE ch.id = $1",
         );
-        self.read_all(&sql, &[&device_id, &now], challenge_from).await
+        self.read_one(&sql, &[&id, &device_id], device_challenge_from).await
+    }
+
+    async fn pending_challenges_for_device(&self, device_id: &str, now: i64) -> StorageResult<Vec<DeviceChallenge>> {
+        let sql = device_challenge_sql(
+            "TRUE",
+            "JOIN device_cards dc ON dc.card_id = ch.card_id \
+             WHERE dc.device_id = $1 AND ch.state = 'pending' AND ch.expires_at > $2 ORDER BY ch.created_at, ch.id",
+        );
+        self.read_all(&sql, &[&device_id, &now], device_challenge_from).await
     }
 
     async fn end_challenge(&self, end: &ChallengeEnd) -> StorageResult<bool> {

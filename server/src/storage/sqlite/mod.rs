@@ -156,18 +156,27 @@ fn qualified(cols: &str, alias: &str) -> String {
     cols.split(',').map(|col| format!("{alias}.{}", col.trim())).collect::<Vec<_>>().join(", ")
 }
 
+fn column_count(cols: &str) -> usize {
+    cols.split(',').count()
+}
+
 const CARD_COLUMNS: &str = "id, pan_last4, language, email, phone, blocked_at, failed_code_attempts, created_at";
 
 fn card_from(row: &Row<'_>) -> rusqlite::Result<Card> {
+    card_at(row, 0)
+}
+
+/// The card in the columns from `at` on (as in a join).
+fn card_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Card> {
     Ok(Card {
-        id: row.get(0)?,
-        pan_last4: row.get(1)?,
-        language: row.get(2)?,
-        email: row.get(3)?,
-        phone: row.get(4)?,
-        blocked_at: row.get(5)?,
-        failed_code_attempts: row.get(6)?,
-        created_at: row.get(7)?,
+        id: row.get(at)?,
+        pan_last4: row.get(at + 1)?,
+        language: row.get(at + 2)?,
+        email: row.get(at + 3)?,
+        phone: row.get(at + 4)?,
+        blocked_at: row.get(at + 5)?,
+        failed_code_attempts: row.get(at + 6)?,
+        created_at: row.get(at + 7)?,
     })
 }
 
@@ -193,31 +202,36 @@ const AUTHENTICATION_COLUMNS: &str = "acs_trans_id, ds_trans_id, requestor_id, c
     browser_language, browser_tz";
 
 fn authentication_from(row: &Row<'_>) -> rusqlite::Result<Authentication> {
-    let reasons: String = row.get(14)?;
+    authentication_at(row, 0)
+}
+
+/// The authentication in the columns from `at` on (as in a join).
+fn authentication_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Authentication> {
+    let reasons: String = row.get(at + 14)?;
     Ok(Authentication {
-        acs_trans_id: row.get(0)?,
-        ds_trans_id: row.get(1)?,
-        requestor_id: row.get(2)?,
-        card_id: row.get(3)?,
-        message_version: row.get(4)?,
-        message_category: row.get(5)?,
-        amount_minor: row.get::<_, i64>(6)? as u64,
-        currency: row.get(7)?,
-        exponent: row.get(8)?,
-        merchant_name: row.get(9)?,
-        merchant_id: row.get(10)?,
-        notification_url: row.get(11)?,
-        trans_status: row.get(12)?,
-        trans_status_reason: row.get(13)?,
+        acs_trans_id: row.get(at)?,
+        ds_trans_id: row.get(at + 1)?,
+        requestor_id: row.get(at + 2)?,
+        card_id: row.get(at + 3)?,
+        message_version: row.get(at + 4)?,
+        message_category: row.get(at + 5)?,
+        amount_minor: row.get::<_, i64>(at + 6)? as u64,
+        currency: row.get(at + 7)?,
+        exponent: row.get(at + 8)?,
+        merchant_name: row.get(at + 9)?,
+        merchant_id: row.get(at + 10)?,
+        notification_url: row.get(at + 11)?,
+        trans_status: row.get(at + 12)?,
+        trans_status_reason: row.get(at + 13)?,
         reasons: serde_json::from_str(&reasons).map_err(|_| corrupt("authentication reasons"))?,
-        low_value_exempt: row.get(15)?,
-        authentication_value: row.get(16)?,
-        eci: row.get(17)?,
-        challenge_id: row.get(18)?,
-        created_at: row.get(19)?,
-        updated_at: row.get(20)?,
-        browser_language: row.get(21)?,
-        browser_tz: row.get(22)?,
+        low_value_exempt: row.get(at + 15)?,
+        authentication_value: row.get(at + 16)?,
+        eci: row.get(at + 17)?,
+        challenge_id: row.get(at + 18)?,
+        created_at: row.get(at + 19)?,
+        updated_at: row.get(at + 20)?,
+        browser_language: row.get(at + 21)?,
+        browser_tz: row.get(at + 22)?,
     })
 }
 
@@ -225,23 +239,56 @@ const CHALLENGE_COLUMNS: &str = "id, acs_trans_id, card_id, nonce, state, number
     expires_at, decided_at, decided_by_device, outcome_reason, push_deadline, fallback_reason";
 
 fn challenge_from(row: &Row<'_>) -> rusqlite::Result<Challenge> {
-    let state: String = row.get(4)?;
-    let choices: Option<String> = row.get(6)?;
+    challenge_at(row, 0)
+}
+
+/// The challenge in the columns from `at` on (as in a join).
+fn challenge_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Challenge> {
+    let state: String = row.get(at + 4)?;
+    let choices: Option<String> = row.get(at + 6)?;
     Ok(Challenge {
-        id: row.get(0)?,
-        acs_trans_id: row.get(1)?,
-        card_id: row.get(2)?,
-        nonce: row.get(3)?,
+        id: row.get(at)?,
+        acs_trans_id: row.get(at + 1)?,
+        card_id: row.get(at + 2)?,
+        nonce: row.get(at + 3)?,
         state: ChallengeState::parse(&state).ok_or_else(|| corrupt("challenge state"))?,
-        number_match: row.get(5)?,
+        number_match: row.get(at + 5)?,
         number_choices: choices.map(|c| serde_json::from_str(&c).map_err(|_| corrupt("number choices"))).transpose()?,
-        created_at: row.get(7)?,
-        expires_at: row.get(8)?,
-        decided_at: row.get(9)?,
-        decided_by_device: row.get(10)?,
-        outcome_reason: row.get(11)?,
-        push_deadline: row.get(12)?,
-        fallback_reason: row.get(13)?,
+        created_at: row.get(at + 7)?,
+        expires_at: row.get(at + 8)?,
+        decided_at: row.get(at + 9)?,
+        decided_by_device: row.get(at + 10)?,
+        outcome_reason: row.get(at + 11)?,
+        push_deadline: row.get(at + 12)?,
+        fallback_reason: row.get(at + 13)?,
+    })
+}
+
+/// A query for [`DeviceChallenge`]s: challenge, authentication, card and
+/// requestor's name, then `enrolled` (an expression for the device's
+/// enrolment), then `rest` (joins, conditions, order).
+fn device_challenge_sql(enrolled: &str, rest: &str) -> String {
+    format!(
+        "SELECT {}, {}, {}, r.name, {enrolled} FROM challenges ch \
+         JOIN authentications a ON a.acs_trans_id = ch.acs_trans_id JOIN cards c ON c.id = ch.card_id \
+         LEFT JOIN requestors r ON r.id = a.requestor_id {rest}",
+        qualified(CHALLENGE_COLUMNS, "ch"),
+        qualified(AUTHENTICATION_COLUMNS, "a"),
+        qualified(CARD_COLUMNS, "c")
+    )
+}
+
+fn device_challenge_from(row: &Row<'_>) -> rusqlite::Result<DeviceChallenge> {
+    // Where each record's columns start.
+    let authentication = column_count(CHALLENGE_COLUMNS);
+    let card = authentication + column_count(AUTHENTICATION_COLUMNS);
+    let name = card + column_count(CARD_COLUMNS);
+    Ok(DeviceChallenge {
+        challenge: challenge_at(row, 0)?,
+        authentication: authentication_at(row, authentication)?,
+        card: card_at(row, card)?,
+        requestor_name: row.get(name)?,
+        device_enrolled: row.get(name + 1)?,
     })
 }
 
@@ -756,15 +803,6 @@ impl Storage for SqliteStorage {
         self.read(move |c| card_devices(c, &id)).await
     }
 
-    async fn is_enrolled(&self, device_id: &str, card_id: &str) -> StorageResult<bool> {
-        let (d, card) = (device_id.to_owned(), card_id.to_owned());
-        self.read(move |c| {
-            c.prepare_cached("SELECT EXISTS (SELECT 1 FROM device_cards WHERE device_id = ?1 AND card_id = ?2)")?
-                .query_row([d, card], |r| r.get(0))
-        })
-        .await
-    }
-
     async fn set_push_settings(
         &self,
         device_id: &str,
@@ -905,15 +943,27 @@ impl Storage for SqliteStorage {
             .await
     }
 
-    async fn pending_challenges_for_device(&self, device_id: &str, now: i64) -> StorageResult<Vec<Challenge>> {
+    async fn challenge_for_device(&self, id: &str, device_id: &str) -> StorageResult<Option<DeviceChallenge>> {
+        let (id, device_id) = (id.to_owned(), device_id.to_owned());
+        self.read(move |c| {
+            let sql = device_challenge_sql(
+                "EXISTS (SELECT 1 FROM device_cards dc WHERE dc.device_id = ?2 AND dc.card_id = ch.card_id)",
+                "WHERE ch.id = ?1",
+            );
+            c.prepare_cached(&sql)?.query_row([id, device_id], device_challenge_from).optional()
+        })
+        .await
+    }
+
+    async fn pending_challenges_for_device(&self, device_id: &str, now: i64) -> StorageResult<Vec<DeviceChallenge>> {
         let id = device_id.to_owned();
         self.read(move |c| {
-            let sql = format!(
-                "SELECT {} FROM challenges ch JOIN device_cards dc ON dc.card_id = ch.card_id \
-                 WHERE dc.device_id = ?1 AND ch.state = 'pending' AND ch.expires_at > ?2 ORDER BY ch.created_at",
-                qualified(CHALLENGE_COLUMNS, "ch")
+            let sql = device_challenge_sql(
+                "1",
+                "JOIN device_cards dc ON dc.card_id = ch.card_id \
+                 WHERE dc.device_id = ?1 AND ch.state = 'pending' AND ch.expires_at > ?2 ORDER BY ch.created_at, ch.id",
             );
-            c.prepare_cached(&sql)?.query_map(params![id, now], challenge_from)?.collect()
+            c.prepare_cached(&sql)?.query_map(params![id, now], device_challenge_from)?.collect()
         })
         .await
     }
