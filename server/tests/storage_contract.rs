@@ -969,6 +969,31 @@ async fn a_verified_code_is_spent_and_clears_the_wrong_ones(db: Db) {
     assert_eq!(s.card("card-1").await.unwrap().unwrap().failed_code_attempts, 0);
 }
 
+async fn a_code_check_reads_the_purchase_its_challenge_card_and_code(db: Db) {
+    let s = &*db.s;
+    shop_with_cards(s, &["card-1"]).await;
+    let ch = purchase(s, "1", "card-1", NOW).await;
+    let before = s.code_check("acs-1").await.unwrap().unwrap();
+    assert_eq!(before.authentication, s.authentication("acs-1").await.unwrap().unwrap());
+    assert_eq!(before.challenge, ch);
+    assert_eq!(before.card, s.card("card-1").await.unwrap().unwrap());
+    assert_eq!(before.code, None, "no code issued yet");
+
+    assert!(s.start_code(&new_code(&ch, NOW, vec![])).await.unwrap());
+    let after = s.code_check("acs-1").await.unwrap().unwrap();
+    assert_eq!(after.code, s.one_time_code(&ch.id).await.unwrap());
+    assert!(after.code.is_some());
+    assert_eq!(after.challenge.fallback_reason.as_deref(), Some("push_timeout"));
+
+    // Frictionless: no challenge to answer with a code.
+    let a = authentication("acs-2", Some("card-1"), NOW);
+    s.record_authentication(&NewAuthentication { authentication: a, challenge: None, audit: audit("x") })
+        .await
+        .unwrap();
+    assert_eq!(s.code_check("acs-2").await.unwrap(), None);
+    assert_eq!(s.code_check("acs-none").await.unwrap(), None);
+}
+
 async fn expired_challenges_are_the_pending_ones_past_expiry(db: Db) {
     let s = &*db.s;
     shop_with_cards(s, &["card-1"]).await;
@@ -1706,6 +1731,7 @@ contract!(
     twenty_concurrent_endings_have_one_winner,
     endings_and_codes_wake_the_challenges_watchers,
     a_verified_code_is_spent_and_clears_the_wrong_ones,
+    a_code_check_reads_the_purchase_its_challenge_card_and_code,
     expired_challenges_are_the_pending_ones_past_expiry,
     the_push_outbox_lists_newest_first,
     callbacks_are_leased_retried_and_settled,

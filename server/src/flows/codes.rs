@@ -20,8 +20,8 @@ use crate::error::ApiError;
 use crate::flows::challenges::{self, Ending};
 use crate::secrets::{Keys, Purpose, Secrets, random_bytes};
 use crate::storage::{
-    AuditEvent, Authentication, Card, Challenge, ChallengeState, ContactChannel, Delivery, DeliveryNext, DeliveryState,
-    NewCode, NewDelivery, OneTimeCode,
+    AuditEvent, Authentication, Card, Challenge, ChallengeState, CodeCheck, ContactChannel, Delivery, DeliveryNext,
+    DeliveryState, NewCode, NewDelivery, OneTimeCode,
 };
 use crate::worker;
 
@@ -323,13 +323,17 @@ pub struct Verified {
 /// saying more than "not correct" and how many tries are left); at the
 /// limit the card is blocked and the purchase ends N.
 pub async fn verify(app: &App, acs_trans_id: &str, typed: &str) -> Result<Verified, ApiError> {
-    let (auth, challenge) = pending(app, acs_trans_id).await?;
-    let card = app.storage.card(&challenge.card_id).await?.ok_or_else(|| ApiError::not_found("card"))?;
+    // Purchase, challenge, card and code in one read.
+    let CodeCheck { authentication: auth, challenge, card, code } =
+        app.storage.code_check(acs_trans_id).await?.ok_or_else(|| ApiError::not_found("challenge"))?;
+    if challenge.state != ChallengeState::Pending {
+        return Err(ended(challenge.state));
+    }
     if card.blocked_at.is_some() {
         challenges::finish(app, &challenge, &auth, Ending::CardBlocked, app.now_ms()).await?;
         return Err(blocked());
     }
-    let code = app.storage.one_time_code(&challenge.id).await?.ok_or_else(not_issued)?;
+    let code = code.ok_or_else(not_issued)?;
     let now = app.now_ms();
     if code.expires_at <= now {
         challenges::finish(app, &challenge, &auth, Ending::CodeExpired, now).await?;

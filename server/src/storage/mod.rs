@@ -250,6 +250,9 @@ pub trait Storage: Send + Sync + 'static {
     /// already has a code or is no longer pending.
     async fn start_code(&self, new: &NewCode) -> StorageResult<bool>;
     async fn one_time_code(&self, challenge_id: &str) -> StorageResult<Option<OneTimeCode>>;
+    /// The purchase a typed code answers, with its challenge, card and code,
+    /// in one read; `None` without a purchase or a challenge.
+    async fn code_check(&self, acs_trans_id: &str) -> StorageResult<Option<CodeCheck>>;
     /// Records a resend (the same code, new deliveries) if the code is still
     /// at `expected_resends`; `false` if another resend got there first.
     async fn record_resend(

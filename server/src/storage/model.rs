@@ -525,6 +525,16 @@ impl ContactChannel {
     }
 }
 
+/// What checking a typed code needs of a purchase, read at once: the
+/// authentication, its challenge and card, and the code if one was issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeCheck {
+    pub authentication: Authentication,
+    pub challenge: Challenge,
+    pub card: Card,
+    pub code: Option<OneTimeCode>,
+}
+
 /// A one-time code as stored: never the code itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OneTimeCode {

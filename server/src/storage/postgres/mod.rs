@@ -456,16 +456,48 @@ fn delivery_from(row: &Row) -> StorageResult<Delivery> {
     })
 }
 
-fn one_time_code_from(r: &Row) -> StorageResult<OneTimeCode> {
-    Ok(OneTimeCode {
-        challenge_id: get(r, 0)?,
-        salt: get(r, 1)?,
-        code_hash: get(r, 2)?,
-        created_at: get(r, 3)?,
-        expires_at: get(r, 4)?,
-        resends: get_u32(r, 5)?,
-        last_sent_at: get(r, 6)?,
-        used_at: get(r, 7)?,
+const ONE_TIME_CODE_COLUMNS: &str =
+    "challenge_id, salt, code_hash, created_at, expires_at, resends, last_sent_at, used_at";
+
+/// The code in the columns from `at` on; `None` if they are null (no code
+/// in an outer join).
+fn one_time_code_at(r: &Row, at: usize) -> StorageResult<Option<OneTimeCode>> {
+    let Some(challenge_id): Option<String> = get(r, at)? else { return Ok(None) };
+    Ok(Some(OneTimeCode {
+        challenge_id,
+        salt: get(r, at + 1)?,
+        code_hash: get(r, at + 2)?,
+        created_at: get(r, at + 3)?,
+        expires_at: get(r, at + 4)?,
+        resends: get_u32(r, at + 5)?,
+        last_sent_at: get(r, at + 6)?,
+        used_at: get(r, at + 7)?,
+    }))
+}
+
+/// A query for a [`CodeCheck`] by acsTransID (`key`, the placeholder).
+fn code_check_sql(key: &str) -> String {
+    format!(
+        "SELECT {}, {}, {}, {} FROM authentications a JOIN challenges ch ON ch.id = a.challenge_id \
+         JOIN cards c ON c.id = ch.card_id LEFT JOIN one_time_codes o ON o.challenge_id = ch.id \
+         WHERE a.acs_trans_id = {key}",
+        qualified(AUTHENTICATION_COLUMNS, "a"),
+        qualified(CHALLENGE_COLUMNS, "ch"),
+        qualified(CARD_COLUMNS, "c"),
+        qualified(ONE_TIME_CODE_COLUMNS, "o")
+    )
+}
+
+fn code_check_from(row: &Row) -> StorageResult<CodeCheck> {
+    // Where each record's columns start.
+    let challenge = column_count(AUTHENTICATION_COLUMNS);
+    let card = challenge + column_count(CHALLENGE_COLUMNS);
+    let code = card + column_count(CARD_COLUMNS);
+    Ok(CodeCheck {
+        authentication: authentication_at(row, 0)?,
+        challenge: challenge_at(row, challenge)?,
+        card: card_at(row, card)?,
+        code: one_time_code_at(row, code)?,
     })
 }
 
@@ -1029,7 +1061,10 @@ impl Storage for PostgresStorage {
             "threeDSServerTransID",
         )
         .await?;
-        if let Some(ch) = &new.challenge {
+        // The challenge and the audit line go out together (pipelined): one
+        // round trip. (Not the authentication: a challenge needs it first.)
+        let challenge = async {
+            let Some(ch) = &new.challenge else { return Ok(()) };
             let choices: Option<Vec<i16>> =
                 ch.number_choices.as_ref().map(|c| c.iter().map(|&n| i16::from(n)).collect());
             execute(
@@ -1055,9 +1090,10 @@ impl Storage for PostgresStorage {
                     &ch.fallback_reason,
                 ],
             )
-            .await?;
-        }
-        insert_audit(&tx, &new.audit).await?;
+            .await
+            .map(|_| ())
+        };
+        tokio::try_join!(challenge, insert_audit(&tx, &new.audit))?;
         commit(tx).await
     }
 
@@ -1106,38 +1142,65 @@ impl Storage for PostgresStorage {
         .await?;
         let Some(row) = ended else { return Ok(false) };
         let acs_trans_id: String = get(&row, 0)?;
-        announce(&tx, &end.challenge_id).await?;
-        execute(
-            &tx,
-            "UPDATE authentications SET trans_status = $2, trans_status_reason = $3, authentication_value = $4, \
-             eci = $5, updated_at = $6 WHERE acs_trans_id = $1",
-            &[&acs_trans_id, &end.trans_status, &end.trans_status_reason, &end.authentication_value, &end.eci, &end.at],
-        )
-        .await?;
-        if let Some(cb) = &end.callback {
+        // Everything the ending causes goes out together (pipelined): one
+        // round trip. None of it depends on the rest, so the order does not
+        // matter; any failure rolls all of it back.
+        let authentication = async {
+            execute(
+                &tx,
+                "UPDATE authentications SET trans_status = $2, trans_status_reason = $3, authentication_value = $4, \
+                 eci = $5, updated_at = $6 WHERE acs_trans_id = $1",
+                &[
+                    &acs_trans_id,
+                    &end.trans_status,
+                    &end.trans_status_reason,
+                    &end.authentication_value,
+                    &end.eci,
+                    &end.at,
+                ],
+            )
+            .await
+        };
+        let callback = async {
+            let Some(cb) = &end.callback else { return Ok(0) };
             execute(
                 &tx,
                 "INSERT INTO callbacks (acs_trans_id, requestor_id, url, body, state, next_attempt_at, created_at) \
                  VALUES ($1, $2, $3, $4, 'pending', $5, $5)",
                 &[&cb.acs_trans_id, &cb.requestor_id, &cb.url, &cb.body, &end.at],
             )
-            .await?;
-        }
-        if end.code_verified {
+            .await
+        };
+        let code_used = async {
+            if !end.code_verified {
+                return Ok(0);
+            }
             execute(
                 &tx,
                 "UPDATE one_time_codes SET used_at = $2 WHERE challenge_id = $1",
                 &[&end.challenge_id, &end.at],
             )
-            .await?;
+            .await
+        };
+        let failures_cleared = async {
+            if !end.code_verified {
+                return Ok(0);
+            }
             execute(
                 &tx,
                 "UPDATE cards SET failed_code_attempts = 0 WHERE id = (SELECT card_id FROM challenges WHERE id = $1)",
                 &[&end.challenge_id],
             )
-            .await?;
-        }
-        insert_audit(&tx, &end.audit).await?;
+            .await
+        };
+        tokio::try_join!(
+            announce(&tx, &end.challenge_id),
+            authentication,
+            callback,
+            code_used,
+            failures_cleared,
+            insert_audit(&tx, &end.audit)
+        )?;
         commit(tx).await?;
         Ok(true)
     }
@@ -1354,13 +1417,12 @@ impl Storage for PostgresStorage {
     }
 
     async fn one_time_code(&self, challenge_id: &str) -> StorageResult<Option<OneTimeCode>> {
-        self.read_one(
-            "SELECT challenge_id, salt, code_hash, created_at, expires_at, resends, last_sent_at, used_at \
-             FROM one_time_codes WHERE challenge_id = $1",
-            &[&challenge_id],
-            one_time_code_from,
-        )
-        .await
+        let sql = format!("SELECT {ONE_TIME_CODE_COLUMNS} FROM one_time_codes WHERE challenge_id = $1");
+        Ok(self.read_one(&sql, &[&challenge_id], |r| one_time_code_at(r, 0)).await?.flatten())
+    }
+
+    async fn code_check(&self, acs_trans_id: &str) -> StorageResult<Option<CodeCheck>> {
+        self.read_one(&code_check_sql("$1"), &[&acs_trans_id], code_check_from).await
     }
 
     async fn record_resend(

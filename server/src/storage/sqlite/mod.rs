@@ -292,6 +292,51 @@ fn device_challenge_from(row: &Row<'_>) -> rusqlite::Result<DeviceChallenge> {
     })
 }
 
+const ONE_TIME_CODE_COLUMNS: &str =
+    "challenge_id, salt, code_hash, created_at, expires_at, resends, last_sent_at, used_at";
+
+/// The code in the columns from `at` on; `None` if they are null (no code
+/// in an outer join).
+fn one_time_code_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<OneTimeCode>> {
+    let Some(challenge_id): Option<String> = r.get(at)? else { return Ok(None) };
+    Ok(Some(OneTimeCode {
+        challenge_id,
+        salt: r.get(at + 1)?,
+        code_hash: r.get(at + 2)?,
+        created_at: r.get(at + 3)?,
+        expires_at: r.get(at + 4)?,
+        resends: r.get(at + 5)?,
+        last_sent_at: r.get(at + 6)?,
+        used_at: r.get(at + 7)?,
+    }))
+}
+
+/// A query for a [`CodeCheck`] by acsTransID (`key`, the placeholder).
+fn code_check_sql(key: &str) -> String {
+    format!(
+        "SELECT {}, {}, {}, {} FROM authentications a JOIN challenges ch ON ch.id = a.challenge_id \
+         JOIN cards c ON c.id = ch.card_id LEFT JOIN one_time_codes o ON o.challenge_id = ch.id \
+         WHERE a.acs_trans_id = {key}",
+        qualified(AUTHENTICATION_COLUMNS, "a"),
+        qualified(CHALLENGE_COLUMNS, "ch"),
+        qualified(CARD_COLUMNS, "c"),
+        qualified(ONE_TIME_CODE_COLUMNS, "o")
+    )
+}
+
+fn code_check_from(row: &Row<'_>) -> rusqlite::Result<CodeCheck> {
+    // Where each record's columns start.
+    let challenge = column_count(AUTHENTICATION_COLUMNS);
+    let card = challenge + column_count(CHALLENGE_COLUMNS);
+    let code = card + column_count(CARD_COLUMNS);
+    Ok(CodeCheck {
+        authentication: authentication_at(row, 0)?,
+        challenge: challenge_at(row, challenge)?,
+        card: card_at(row, card)?,
+        code: one_time_code_at(row, code)?,
+    })
+}
+
 const DELIVERY_COLUMNS: &str =
     "id, challenge_id, channel, destination_masked, send_round, state, attempts, last_error, updated_at";
 
@@ -1211,24 +1256,16 @@ impl Storage for SqliteStorage {
 
     async fn one_time_code(&self, challenge_id: &str) -> StorageResult<Option<OneTimeCode>> {
         self.one(
-            "SELECT challenge_id, salt, code_hash, created_at, expires_at, resends, last_sent_at, used_at \
-             FROM one_time_codes WHERE challenge_id = ?1"
-                .into(),
+            format!("SELECT {ONE_TIME_CODE_COLUMNS} FROM one_time_codes WHERE challenge_id = ?1"),
             challenge_id.to_owned(),
-            |r| {
-                Ok(OneTimeCode {
-                    challenge_id: r.get(0)?,
-                    salt: r.get(1)?,
-                    code_hash: r.get(2)?,
-                    created_at: r.get(3)?,
-                    expires_at: r.get(4)?,
-                    resends: r.get(5)?,
-                    last_sent_at: r.get(6)?,
-                    used_at: r.get(7)?,
-                })
-            },
+            |r| one_time_code_at(r, 0),
         )
         .await
+        .map(Option::flatten)
+    }
+
+    async fn code_check(&self, acs_trans_id: &str) -> StorageResult<Option<CodeCheck>> {
+        self.one(code_check_sql("?1"), acs_trans_id.to_owned(), code_check_from).await
     }
 
     async fn record_resend(
