@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, ensure};
 use tokio::sync::Semaphore;
 
-use crate::server::ProcStats;
+use crate::server::{ProcStats, Watched};
 
 /// One run's result.
 pub struct Outcome {
@@ -24,6 +24,8 @@ pub struct Outcome {
     pub server_cpu_secs: f64,
     /// CPU seconds this (client) process used during the run.
     pub client_cpu_secs: f64,
+    /// CPU seconds the database's own processes used (PostgreSQL here).
+    pub database_cpu_secs: Option<f64>,
     /// The rate asked for, in an open-loop run.
     pub target_rate: Option<f64>,
     /// In an open-loop run, how late requests left (the clients' own
@@ -54,6 +56,11 @@ impl Outcome {
         self.server_cpu_secs * 1e6 / self.count.max(1) as f64
     }
 
+    /// The database processes' CPU per operation, microseconds.
+    pub fn database_cpu_us_per_op(&self) -> Option<f64> {
+        self.database_cpu_secs.map(|secs| secs * 1e6 / self.count.max(1) as f64)
+    }
+
     /// Cores the server kept busy on average.
     pub fn server_cores(&self) -> f64 {
         self.server_cpu_secs / self.elapsed.as_secs_f64().max(1e-9)
@@ -68,15 +75,20 @@ fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
     sorted_us[rank.clamp(1, sorted_us.len()) - 1] as f64 / 1000.0
 }
 
-/// CPU clocks of both processes, read before and after a run.
+/// CPU clocks of the processes, read before and after a run.
 struct CpuMark {
     server: f64,
     client: f64,
+    database: Option<f64>,
 }
 
 impl CpuMark {
-    fn now(server_pid: u32) -> Result<Self> {
-        Ok(Self { server: ProcStats::cpu_secs(server_pid)?, client: ProcStats::cpu_secs(std::process::id())? })
+    fn now(watched: Watched) -> Result<Self> {
+        Ok(Self {
+            server: ProcStats::cpu_secs(watched.server)?,
+            client: ProcStats::cpu_secs(std::process::id())?,
+            database: watched.database_cpu_secs()?,
+        })
     }
 }
 
@@ -84,7 +96,7 @@ impl CpuMark {
 /// `secs` pass or `max` operations were started; any error stops the run.
 pub async fn closed_loop<S, F, Fut>(
     name: &str,
-    server_pid: u32,
+    watched: Watched,
     workers: Vec<S>,
     secs: f64,
     max: u64,
@@ -97,7 +109,7 @@ where
 {
     let op = Arc::new(op);
     let issued = Arc::new(AtomicU64::new(0));
-    let cpu = CpuMark::now(server_pid)?;
+    let cpu = CpuMark::now(watched)?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
@@ -121,7 +133,7 @@ where
     for task in tasks {
         latencies_us.extend(task.await??);
     }
-    finish(name, server_pid, started, cpu, latencies_us, None)
+    finish(name, watched, started, cpu, latencies_us, None)
 }
 
 /// Starts `op(state, i)` at `rate` per second for `secs` (or `max`
@@ -130,7 +142,7 @@ where
 /// server that falls behind is charged for the wait it causes.
 pub async fn fixed_rate<S, F, Fut>(
     name: &str,
-    server_pid: u32,
+    watched: Watched,
     state: S,
     rate: f64,
     secs: f64,
@@ -146,7 +158,7 @@ where
     let in_flight = Arc::new(Semaphore::new(4096));
     let period = Duration::from_secs_f64(1.0 / rate.max(1.0));
     let count = ((rate * secs) as u64).clamp(1, max.max(1));
-    let cpu = CpuMark::now(server_pid)?;
+    let cpu = CpuMark::now(watched)?;
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(count as usize);
     for i in 0..count {
@@ -168,21 +180,21 @@ where
         lags_us.push(lag);
     }
     lags_us.sort_unstable();
-    let mut outcome = finish(name, server_pid, started, cpu, latencies_us, Some(rate))?;
+    let mut outcome = finish(name, watched, started, cpu, latencies_us, Some(rate))?;
     outcome.lags_us = lags_us;
     Ok(outcome)
 }
 
 fn finish(
     name: &str,
-    server_pid: u32,
+    watched: Watched,
     started: Instant,
     cpu: CpuMark,
     mut latencies_us: Vec<u64>,
     target_rate: Option<f64>,
 ) -> Result<Outcome> {
     let elapsed = started.elapsed();
-    let end = CpuMark::now(server_pid)?;
+    let end = CpuMark::now(watched)?;
     latencies_us.sort_unstable();
     ensure!(!latencies_us.is_empty(), "{name}: no operation finished");
     Ok(Outcome {
@@ -192,6 +204,7 @@ fn finish(
         latencies_us,
         server_cpu_secs: end.server - cpu.server,
         client_cpu_secs: end.client - cpu.client,
+        database_cpu_secs: end.database.zip(cpu.database).map(|(end, start)| end - start),
         target_rate,
         lags_us: Vec::new(),
     })

@@ -40,7 +40,7 @@ use crate::growth::Store;
 use crate::load::Outcome;
 use crate::report::{Growth, Report};
 use crate::scenarios::CardPool;
-use crate::server::{ProcStats, ServerProcess};
+use crate::server::{ProcStats, ServerProcess, Watched};
 
 /// Untimed purchases per client after each growth step (see `run`).
 const WARM_UP_PER_CLIENT: u64 = 8;
@@ -165,6 +165,18 @@ fn main() {
     }
 }
 
+/// A PostgreSQL cluster on this machine (the throwaway one, or one named
+/// by `--postgres-url` whose postmaster has its port on its command line):
+/// its postmaster, whose processes' CPU each run then reports.
+fn postmaster(store: &Store) -> Result<Option<u32>> {
+    let Store::Postgres(url) = store else { return Ok(None) };
+    let config: tokio_postgres::Config = url.parse().context("the PostgreSQL URL")?;
+    match config.get_ports() {
+        [port] => server::postmaster_on(*port),
+        _ => Ok(None),
+    }
+}
+
 async fn run(args: &Args) -> Result<()> {
     let started = Instant::now();
     let dir = tempfile::tempdir()?;
@@ -188,7 +200,7 @@ async fn run(args: &Args) -> Result<()> {
     // preloads; the server process then serves it.
     let admin = App::open(server::config(dir.path(), &database_url), Arc::new(SystemClock))?;
     let server = ServerProcess::start(dir.path(), &database_url, args.connections)?;
-    let pid = server.pid();
+    let watched = Watched { server: server.pid(), postmaster: postmaster(&store)? };
     let bench = Arc::new(Bench::new(admin, server.base.clone()).await?);
 
     let ceilings = ceilings::measure(args.ceiling_secs).await?;
@@ -200,25 +212,26 @@ async fn run(args: &Args) -> Result<()> {
     let (c, secs, max) = (args.concurrency, args.secs, args.max_count);
     let mut runs: Vec<Outcome> = Vec::new();
     eprintln!("0 HTTP floor…");
-    runs.push(scenarios::http_floor(&bench, pid, c, secs, max).await?);
+    runs.push(scenarios::http_floor(&bench, watched, c, secs, max).await?);
     if args.runs(Scenario::Frictionless) {
         eprintln!("1 frictionless…");
-        let max_rate = scenarios::frictionless(&bench, &cards, pid, "1 frictionless AReq→ARes", c, secs, max).await?;
+        let max_rate =
+            scenarios::frictionless(&bench, &cards, watched, "1 frictionless AReq→ARes", c, secs, max).await?;
         let rate = (max_rate.per_sec() * args.rate_share).max(1.0);
         runs.push(max_rate);
-        runs.push(scenarios::frictionless_at_rate(&bench, &cards, pid, rate, secs, max).await?);
+        runs.push(scenarios::frictionless_at_rate(&bench, &cards, watched, rate, secs, max).await?);
     }
     if args.runs(Scenario::Push) {
         eprintln!("2 push round trip…");
-        runs.push(scenarios::push_round_trip(push_workers().await?, pid, "2 push round trip", secs, max).await?);
+        runs.push(scenarios::push_round_trip(push_workers().await?, watched, "2 push round trip", secs, max).await?);
     }
     if args.runs(Scenario::Codes) {
         eprintln!("3 one-time-code verification…");
-        runs.push(scenarios::code_verification(&bench, pid, c, secs, max, args.codes).await?);
+        runs.push(scenarios::code_verification(&bench, watched, c, secs, max, args.codes).await?);
     }
     if args.runs(Scenario::Enrolment) {
         eprintln!("4 enrolment…");
-        runs.push(scenarios::enrolment(&bench, pid, c, secs, max, args.enrolments).await?);
+        runs.push(scenarios::enrolment(&bench, watched, c, secs, max, args.enrolments).await?);
     }
 
     let mut growth = Vec::new();
@@ -235,20 +248,20 @@ async fn run(args: &Args) -> Result<()> {
         // load out: the first requests after it all waited ~0.4 s, whatever
         // the size. A server that grew by serving never sees that; a few
         // untimed rounds absorb it.
-        scenarios::frictionless(&bench, &cards, pid, "warm-up", c, secs, WARM_UP_PER_CLIENT * c as u64).await?;
+        scenarios::frictionless(&bench, &cards, watched, "warm-up", c, secs, WARM_UP_PER_CLIENT * c as u64).await?;
         let mut at_size = Vec::new();
         if args.runs(Scenario::Frictionless) {
             let name = format!("1 frictionless @{size}");
-            at_size.push(scenarios::frictionless(&bench, &cards, pid, &name, c, secs, max).await?);
+            at_size.push(scenarios::frictionless(&bench, &cards, watched, &name, c, secs, max).await?);
         }
         if args.runs(Scenario::Push) {
             let name = format!("2 push round trip @{size}");
-            at_size.push(scenarios::push_round_trip(push_workers().await?, pid, &name, secs, max).await?);
+            at_size.push(scenarios::push_round_trip(push_workers().await?, watched, &name, secs, max).await?);
         }
         growth.push(Growth { stored: size, grow_secs, runs: at_size });
     }
 
-    let peak_rss_kb = ProcStats::status_kb(pid, "VmHWM")?;
+    let peak_rss_kb = ProcStats::status_kb(watched.server, "VmHWM")?;
     server.stop().context("stopping the server process")?;
     let report = Report { args: report::Settings::of(args), ceilings, runs, growth, peak_rss_kb };
     report.print();

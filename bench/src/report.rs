@@ -61,13 +61,14 @@ impl Report {
             cores()
         );
         println!(
-            "{:<34} {:>8} {:>9} {:>8} {:>8} {:>8} {:>10} {:>8} {:>9}",
-            "run", "count", "ops/s", "p50 ms", "p99 ms", "max ms", "srv µs/op", "srv cpu", "cli cpu"
+            "{:<34} {:>8} {:>9} {:>8} {:>8} {:>8} {:>10} {:>8} {:>9} {:>9}",
+            "run", "count", "ops/s", "p50 ms", "p99 ms", "max ms", "srv µs/op", "srv cpu", "cli cpu", "db µs/op"
         );
         let growth_runs = self.growth.iter().flat_map(|g| g.runs.iter());
         for o in self.runs.iter().chain(growth_runs) {
+            let database = o.database_cpu_us_per_op().map_or("—".to_owned(), |us| format!("{us:.0}"));
             println!(
-                "{:<34} {:>8} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>10.0} {:>8.2} {:>9.2}",
+                "{:<34} {:>8} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>10.0} {:>8.2} {:>9.2} {:>9}",
                 o.name,
                 o.count,
                 o.per_sec(),
@@ -77,6 +78,7 @@ impl Report {
                 o.server_cpu_us_per_op(),
                 o.server_cores(),
                 o.client_cpu_secs / o.elapsed.as_secs_f64().max(1e-9),
+                database,
             );
         }
         for o in self.runs.iter().filter(|o| o.target_rate.is_some()) {
@@ -91,7 +93,8 @@ impl Report {
             println!("  stored {:>8}: added in {:.1} s", g.stored, g.grow_secs);
         }
         println!(
-            "srv µs/op: the server process's CPU time per operation; srv/cli cpu: cores the server / the clients kept busy"
+            "srv µs/op: the server process's CPU time per operation; srv/cli cpu: cores the server / the clients kept busy; \
+             db µs/op: PostgreSQL's processes' CPU time per operation (SQLite's is in the server's)"
         );
         println!(
             "ceilings (one thread): ring P-256 verify {:.0}/s, SQLite single-row commit {:.0}/s",
@@ -115,6 +118,7 @@ impl Report {
                 "maxMs": o.max_ms(),
                 "serverCpuUsPerOp": o.server_cpu_us_per_op(),
                 "serverCores": o.server_cores(),
+                "databaseCpuUsPerOp": o.database_cpu_us_per_op(),
                 "clientCores": o.client_cpu_secs / o.elapsed.as_secs_f64().max(1e-9),
             })
         };

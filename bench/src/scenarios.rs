@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::client::{Bench, Device, six_digits};
 use crate::load::{Outcome, closed_loop, fixed_rate};
+use crate::server::Watched;
 
 /// The velocity rule's default: a card may authenticate 10 times in 24 h.
 pub const PER_CARD: u64 = 10;
@@ -46,9 +47,15 @@ impl CardPool {
 /// The floor under every scenario: `GET /healthz` (no database, no
 /// crypto) from the same clients over the same loopback connections — what
 /// HTTP alone costs both processes here.
-pub async fn http_floor(bench: &Arc<Bench>, pid: u32, concurrency: usize, secs: f64, max: u64) -> Result<Outcome> {
+pub async fn http_floor(
+    bench: &Arc<Bench>,
+    watched: Watched,
+    concurrency: usize,
+    secs: f64,
+    max: u64,
+) -> Result<Outcome> {
     let workers: Vec<_> = (0..concurrency).map(|_| bench.clone()).collect();
-    closed_loop("0 HTTP floor: GET /healthz", pid, workers, secs, max, |bench, _| async move {
+    closed_loop("0 HTTP floor: GET /healthz", watched, workers, secs, max, |bench, _| async move {
         let resp = bench.http.get(format!("{}/healthz", bench.base)).send().await?;
         ensure!(resp.status() == reqwest::StatusCode::OK, "/healthz answered {}", resp.status());
         resp.bytes().await?;
@@ -67,7 +74,7 @@ async fn frictionless_op(bench: &Bench, cards: &CardPool) -> Result<()> {
 pub async fn frictionless(
     bench: &Arc<Bench>,
     cards: &Arc<CardPool>,
-    pid: u32,
+    watched: Watched,
     name: &str,
     concurrency: usize,
     secs: f64,
@@ -76,13 +83,13 @@ pub async fn frictionless(
     let workers: Vec<_> = (0..concurrency).map(|_| (bench.clone(), cards.clone())).collect();
     let max = max.min(cards.left());
     ensure!(max > 0, "{name}: every card reached the velocity limit; raise --cards");
-    closed_loop(name, pid, workers, secs, max, |w, _| async move { frictionless_op(&w.0, &w.1).await }).await
+    closed_loop(name, watched, workers, secs, max, |w, _| async move { frictionless_op(&w.0, &w.1).await }).await
 }
 
 pub async fn frictionless_at_rate(
     bench: &Arc<Bench>,
     cards: &Arc<CardPool>,
-    pid: u32,
+    watched: Watched,
     rate: f64,
     secs: f64,
     max: u64,
@@ -90,7 +97,7 @@ pub async fn frictionless_at_rate(
     let name = format!("1 frictionless at {rate:.0}/s");
     let max = max.min(cards.left());
     ensure!(max > 0, "{name}: every card reached the velocity limit; raise --cards");
-    fixed_rate(&name, pid, (bench.clone(), cards.clone()), rate, secs, max, |w, _| async move {
+    fixed_rate(&name, watched, (bench.clone(), cards.clone()), rate, secs, max, |w, _| async move {
         frictionless_op(&w.0, &w.1).await
     })
     .await
@@ -111,12 +118,12 @@ pub async fn push_workers(bench: &Arc<Bench>, concurrency: usize) -> Result<Vec<
 
 pub async fn push_round_trip(
     workers: Vec<(Arc<Bench>, String, Device)>,
-    pid: u32,
+    watched: Watched,
     name: &str,
     secs: f64,
     max: u64,
 ) -> Result<Outcome> {
-    closed_loop(name, pid, workers, secs, max, |w, _| async move {
+    closed_loop(name, watched, workers, secs, max, |w, _| async move {
         let (bench, pan, device) = &*w;
         // 60.00 EUR: above the threshold, under number matching.
         let ares = bench.areq(pan, 6_000).await?;
@@ -169,7 +176,7 @@ pub async fn push_round_trip(
 
 pub async fn code_verification(
     bench: &Arc<Bench>,
-    pid: u32,
+    watched: Watched,
     concurrency: usize,
     secs: f64,
     max: u64,
@@ -200,7 +207,7 @@ pub async fn code_verification(
     let work = Arc::new(work);
     let workers: Vec<_> = (0..concurrency).map(|_| (bench.clone(), work.clone())).collect();
     let max = max.min(work.len() as u64);
-    closed_loop("3 one-time-code verification", pid, workers, secs, max, |w, i| async move {
+    closed_loop("3 one-time-code verification", watched, workers, secs, max, |w, i| async move {
         let (bench, work) = &*w;
         let (acs, code) = &work[i as usize];
         let resp = bench
@@ -219,7 +226,7 @@ pub async fn code_verification(
 
 pub async fn enrolment(
     bench: &Arc<Bench>,
-    pid: u32,
+    watched: Watched,
     concurrency: usize,
     secs: f64,
     max: u64,
@@ -234,7 +241,7 @@ pub async fn enrolment(
     let work = Arc::new(work);
     let workers: Vec<_> = (0..concurrency).map(|_| (bench.clone(), work.clone())).collect();
     let max = max.min(work.len() as u64);
-    closed_loop("4 enrolment", pid, workers, secs, max, |w, i| async move {
+    closed_loop("4 enrolment", watched, workers, secs, max, |w, i| async move {
         let (bench, work) = &*w;
         let (code, key) = &work[i as usize];
         let enrolled = bench.enrol(key, code).await?;

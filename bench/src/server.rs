@@ -111,6 +111,53 @@ impl Drop for ServerProcess {
     }
 }
 
+/// The processes whose CPU each run counts besides the clients': the
+/// server, and the database's when it runs here as processes of its own
+/// (the throwaway PostgreSQL cluster; SQLite runs inside the server).
+#[derive(Clone, Copy, Debug)]
+pub struct Watched {
+    pub server: u32,
+    /// The PostgreSQL postmaster; its children are the backends serving
+    /// the server's connections and its background workers.
+    pub postmaster: Option<u32>,
+}
+
+impl Watched {
+    /// CPU seconds the database's processes used so far: the postmaster
+    /// and its children now alive (the server's pooled connections stay
+    /// open, so their backends live through a run).
+    pub fn database_cpu_secs(&self) -> Result<Option<f64>> {
+        let Some(postmaster) = self.postmaster else { return Ok(None) };
+        let mut total = 0.0;
+        for entry in std::fs::read_dir("/proc")? {
+            let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            // A process may end between listing and reading: skip it.
+            if (pid == postmaster || ProcStats::parent(pid).ok() == Some(postmaster))
+                && let Ok(secs) = ProcStats::cpu_secs(pid)
+            {
+                total += secs;
+            }
+        }
+        Ok(Some(total))
+    }
+}
+
+/// The postmaster of the PostgreSQL cluster listening on `port` on this
+/// machine, found by its command line (`postgres … -p <port> …`).
+pub fn postmaster_on(port: u16) -> Result<Option<u32>> {
+    let wanted = ["-p".to_owned(), port.to_string()];
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let args: Vec<String> = cmdline.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let is_postgres = args.first().is_some_and(|a| a.ends_with("/postgres") || a == "postgres");
+        if is_postgres && args.windows(2).any(|w| w == wanted) {
+            return Ok(Some(pid));
+        }
+    }
+    Ok(None)
+}
+
 /// What `/proc/<pid>` tells of a process (Linux).
 pub struct ProcStats;
 
@@ -131,12 +178,22 @@ impl ProcStats {
     /// CPU time the process used so far (user + system), in seconds.
     /// `/proc` counts it in USER_HZ ticks, 100 per second on Linux.
     pub fn cpu_secs(pid: u32) -> Result<f64> {
+        // utime and stime are fields 14 and 15.
+        Ok((Self::stat_field(pid, 14)? + Self::stat_field(pid, 15)?) as f64 / 100.0)
+    }
+
+    /// The process's parent (field 4 of `/proc/<pid>/stat`).
+    pub fn parent(pid: u32) -> Result<u32> {
+        Ok(u32::try_from(Self::stat_field(pid, 4)?)?)
+    }
+
+    /// Numeric field `n` (counted from 1, as in proc(5)) of `/proc/<pid>/stat`.
+    fn stat_field(pid: u32, n: usize) -> Result<u64> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
         // Fields after the command name (which may hold spaces) in parentheses.
         let rest = stat.rsplit_once(')').context("/proc stat format")?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| -> Result<u64> { Ok(fields.get(i).context("/proc stat field")?.parse()?) };
-        // utime and stime are fields 14 and 15; `rest` starts at field 3.
-        Ok((ticks(11)? + ticks(12)?) as f64 / 100.0)
+        // `rest` starts at field 3.
+        let field = rest.split_whitespace().nth(n - 3).context("/proc stat field")?;
+        Ok(field.parse()?)
     }
 }
