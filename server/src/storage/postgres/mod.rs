@@ -539,11 +539,50 @@ async fn insert_deliveries(
     Ok(())
 }
 
+const AUDIT_INSERT_COLUMNS: &str = "at, kind, actor, card_id, acs_trans_id, challenge_id, device_id, outcome, detail";
+
+/// `$from, $from+1, …` for each of `columns`.
+fn placeholders(columns: &str, from: usize) -> String {
+    (from..from + column_count(columns)).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// An authentication, its challenge (when `with_challenge`) and its audit
+/// line in one statement; parameters in that order.
+fn record_authentication_sql(with_challenge: bool) -> &'static str {
+    static SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+        let authentication = format!(
+            "INSERT INTO authentications ({AUTHENTICATION_COLUMNS}) VALUES ({})",
+            placeholders(AUTHENTICATION_COLUMNS, 1)
+        );
+        let audit_after = |from| {
+            format!(
+                "INSERT INTO audit_events ({AUDIT_INSERT_COLUMNS}) VALUES ({})",
+                placeholders(AUDIT_INSERT_COLUMNS, from)
+            )
+        };
+        let after_authentication = 1 + column_count(AUTHENTICATION_COLUMNS);
+        let challenge = format!(
+            "INSERT INTO challenges ({CHALLENGE_COLUMNS}) VALUES ({})",
+            placeholders(CHALLENGE_COLUMNS, after_authentication)
+        );
+        [
+            format!("WITH a AS ({authentication}) {}", audit_after(after_authentication)),
+            format!(
+                "WITH a AS ({authentication}), ch AS ({challenge}) {}",
+                audit_after(after_authentication + column_count(CHALLENGE_COLUMNS))
+            ),
+        ]
+    });
+    &SQL[usize::from(with_challenge)]
+}
+
 async fn insert_audit(c: &impl GenericClient, e: &AuditEvent) -> StorageResult<()> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("INSERT INTO audit_events ({AUDIT_INSERT_COLUMNS}) VALUES ({})", placeholders(AUDIT_INSERT_COLUMNS, 1))
+    });
     execute(
         c,
-        "INSERT INTO audit_events (at, kind, actor, card_id, acs_trans_id, challenge_id, device_id, outcome, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &SQL,
         &[&e.at, &e.kind, &e.actor, &e.card_id, &e.acs_trans_id, &e.challenge_id, &e.device_id, &e.outcome, &e.detail],
     )
     .await?;
@@ -1025,76 +1064,74 @@ impl Storage for PostgresStorage {
 
     async fn record_authentication(&self, new: &NewAuthentication) -> StorageResult<()> {
         let a = &new.authentication;
-        let mut c = self.conn().await?;
-        let tx = begin(&mut c).await?;
-        insert(
-            &tx,
-            &format!(
-                "INSERT INTO authentications ({AUTHENTICATION_COLUMNS}) VALUES \
-                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
-            ),
-            &[
-                &a.acs_trans_id,
-                &a.ds_trans_id,
-                &a.requestor_id,
-                &a.card_id,
-                &a.message_version,
-                &a.message_category,
-                &(a.amount_minor as i64),
-                &i32::from(a.currency),
-                &i16::from(a.exponent),
-                &a.merchant_name,
-                &a.merchant_id,
-                &a.notification_url,
-                &a.trans_status,
-                &a.trans_status_reason,
-                &a.reasons,
-                &a.low_value_exempt,
-                &a.authentication_value,
-                &a.eci,
-                &a.challenge_id,
-                &a.created_at,
-                &a.updated_at,
-                &a.browser_language,
-                &a.browser_tz,
-            ],
-            "threeDSServerTransID",
-        )
-        .await?;
-        // The challenge and the audit line go out together (pipelined): one
-        // round trip. (Not the authentication: a challenge needs it first.)
-        let challenge = async {
-            let Some(ch) = &new.challenge else { return Ok(()) };
-            let choices: Option<Vec<i16>> =
-                ch.number_choices.as_ref().map(|c| c.iter().map(|&n| i16::from(n)).collect());
-            execute(
-                &tx,
-                &format!(
-                    "INSERT INTO challenges ({CHALLENGE_COLUMNS}) VALUES \
-                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-                ),
-                &[
-                    &ch.id,
-                    &ch.acs_trans_id,
-                    &ch.card_id,
-                    &ch.nonce,
-                    &ch.state.as_str(),
-                    &ch.number_match.map(i16::from),
-                    &choices,
-                    &ch.created_at,
-                    &ch.expires_at,
-                    &ch.decided_at,
-                    &ch.decided_by_device,
-                    &ch.outcome_reason,
-                    &ch.push_deadline,
-                    &ch.fallback_reason,
-                ],
-            )
-            .await
-            .map(|_| ())
-        };
-        tokio::try_join!(challenge, insert_audit(&tx, &new.audit))?;
-        commit(tx).await
+        let e = &new.audit;
+        let amount_minor = a.amount_minor as i64;
+        let (currency, exponent) = (i32::from(a.currency), i16::from(a.exponent));
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+            &a.acs_trans_id,
+            &a.ds_trans_id,
+            &a.requestor_id,
+            &a.card_id,
+            &a.message_version,
+            &a.message_category,
+            &amount_minor,
+            &currency,
+            &exponent,
+            &a.merchant_name,
+            &a.merchant_id,
+            &a.notification_url,
+            &a.trans_status,
+            &a.trans_status_reason,
+            &a.reasons,
+            &a.low_value_exempt,
+            &a.authentication_value,
+            &a.eci,
+            &a.challenge_id,
+            &a.created_at,
+            &a.updated_at,
+            &a.browser_language,
+            &a.browser_tz,
+        ];
+        let challenge_fields;
+        if let Some(ch) = &new.challenge {
+            challenge_fields = (
+                ch.state.as_str(),
+                ch.number_match.map(i16::from),
+                ch.number_choices.as_ref().map(|c| c.iter().map(|&n| i16::from(n)).collect::<Vec<i16>>()),
+            );
+            params.extend_from_slice(&[
+                &ch.id,
+                &ch.acs_trans_id,
+                &ch.card_id,
+                &ch.nonce,
+                &challenge_fields.0,
+                &challenge_fields.1,
+                &challenge_fields.2,
+                &ch.created_at,
+                &ch.expires_at,
+                &ch.decided_at,
+                &ch.decided_by_device,
+                &ch.outcome_reason,
+                &ch.push_deadline,
+                &ch.fallback_reason,
+            ]);
+        }
+        params.extend_from_slice(&[
+            &e.at,
+            &e.kind,
+            &e.actor,
+            &e.card_id,
+            &e.acs_trans_id,
+            &e.challenge_id,
+            &e.device_id,
+            &e.outcome,
+            &e.detail,
+        ]);
+        // One statement, so one round trip and its own transaction (no
+        // BEGIN and COMMIT): PostgreSQL runs the three inserts together and
+        // checks the challenge's reference to the authentication at the end.
+        let c = self.conn().await?;
+        insert(&c, record_authentication_sql(new.challenge.is_some()), &params, "threeDSServerTransID").await
     }
 
     async fn authentication(&self, acs_trans_id: &str) -> StorageResult<Option<Authentication>> {
