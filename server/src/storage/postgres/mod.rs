@@ -576,6 +576,36 @@ fn record_authentication_sql(with_challenge: bool) -> &'static str {
     &SQL[usize::from(with_challenge)]
 }
 
+/// Ends a challenge with all it causes, in one statement (its own
+/// transaction, one round trip): everything hangs on `ended`, the
+/// conditional update, so if the challenge was not pending any more nothing
+/// happens and no row comes back. Of concurrent enders the first takes the
+/// row lock; the others wait, re-check `state = 'pending'` on the ended row
+/// and find none. The notification goes out at commit, as `NOTIFY` does.
+fn end_challenge_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH ended AS (\
+                UPDATE challenges SET state = $2, decided_at = $3, decided_by_device = $4, outcome_reason = $5 \
+                WHERE id = $1 AND state = 'pending' RETURNING acs_trans_id, card_id), \
+             authentication AS (\
+                UPDATE authentications SET trans_status = $6, trans_status_reason = $7, authentication_value = $8, \
+                eci = $9, updated_at = $3 WHERE acs_trans_id = (SELECT acs_trans_id FROM ended)), \
+             callback AS (\
+                INSERT INTO callbacks (acs_trans_id, requestor_id, url, body, state, next_attempt_at, created_at) \
+                SELECT $10, $11, $12, $13, 'pending', $3, $3 FROM ended WHERE $10::text IS NOT NULL), \
+             code_used AS (\
+                UPDATE one_time_codes SET used_at = $3 WHERE $14 AND challenge_id = $1 AND EXISTS (SELECT 1 FROM ended)), \
+             failures_cleared AS (\
+                UPDATE cards SET failed_code_attempts = 0 WHERE $14 AND id = (SELECT card_id FROM ended)), \
+             audit AS (INSERT INTO audit_events ({AUDIT_INSERT_COLUMNS}) SELECT {} FROM ended) \
+             SELECT pg_notify($15, $1) FROM ended",
+            placeholders(AUDIT_INSERT_COLUMNS, 16)
+        )
+    });
+    &SQL
+}
+
 async fn insert_audit(c: &impl GenericClient, e: &AuditEvent) -> StorageResult<()> {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!("INSERT INTO audit_events ({AUDIT_INSERT_COLUMNS}) VALUES ({})", placeholders(AUDIT_INSERT_COLUMNS, 1))
@@ -1166,80 +1196,43 @@ impl Storage for PostgresStorage {
     }
 
     async fn end_challenge(&self, end: &ChallengeEnd) -> StorageResult<bool> {
-        let mut c = self.conn().await?;
-        let tx = begin(&mut c).await?;
-        // Of concurrent enders, the first takes the row lock; the others
-        // wait, re-check `state = 'pending'` on the ended row and get none.
+        let e = &end.audit;
+        let cb = end.callback.as_ref();
+        let (cb_acs, cb_requestor, cb_url, cb_body) =
+            (cb.map(|c| &c.acs_trans_id), cb.map(|c| &c.requestor_id), cb.map(|c| &c.url), cb.map(|c| &c.body));
+        let c = self.conn().await?;
         let ended = query_opt(
-            &tx,
-            "UPDATE challenges SET state = $2, decided_at = $3, decided_by_device = $4, outcome_reason = $5 \
-             WHERE id = $1 AND state = 'pending' RETURNING acs_trans_id",
-            &[&end.challenge_id, &end.state.as_str(), &end.at, &end.decided_by_device, &end.outcome_reason],
+            &c,
+            end_challenge_sql(),
+            &[
+                &end.challenge_id,
+                &end.state.as_str(),
+                &end.at,
+                &end.decided_by_device,
+                &end.outcome_reason,
+                &end.trans_status,
+                &end.trans_status_reason,
+                &end.authentication_value,
+                &end.eci,
+                &cb_acs,
+                &cb_requestor,
+                &cb_url,
+                &cb_body,
+                &end.code_verified,
+                &listener::CHANNEL,
+                &e.at,
+                &e.kind,
+                &e.actor,
+                &e.card_id,
+                &e.acs_trans_id,
+                &e.challenge_id,
+                &e.device_id,
+                &e.outcome,
+                &e.detail,
+            ],
         )
         .await?;
-        let Some(row) = ended else { return Ok(false) };
-        let acs_trans_id: String = get(&row, 0)?;
-        // Everything the ending causes goes out together (pipelined): one
-        // round trip. None of it depends on the rest, so the order does not
-        // matter; any failure rolls all of it back.
-        let authentication = async {
-            execute(
-                &tx,
-                "UPDATE authentications SET trans_status = $2, trans_status_reason = $3, authentication_value = $4, \
-                 eci = $5, updated_at = $6 WHERE acs_trans_id = $1",
-                &[
-                    &acs_trans_id,
-                    &end.trans_status,
-                    &end.trans_status_reason,
-                    &end.authentication_value,
-                    &end.eci,
-                    &end.at,
-                ],
-            )
-            .await
-        };
-        let callback = async {
-            let Some(cb) = &end.callback else { return Ok(0) };
-            execute(
-                &tx,
-                "INSERT INTO callbacks (acs_trans_id, requestor_id, url, body, state, next_attempt_at, created_at) \
-                 VALUES ($1, $2, $3, $4, 'pending', $5, $5)",
-                &[&cb.acs_trans_id, &cb.requestor_id, &cb.url, &cb.body, &end.at],
-            )
-            .await
-        };
-        let code_used = async {
-            if !end.code_verified {
-                return Ok(0);
-            }
-            execute(
-                &tx,
-                "UPDATE one_time_codes SET used_at = $2 WHERE challenge_id = $1",
-                &[&end.challenge_id, &end.at],
-            )
-            .await
-        };
-        let failures_cleared = async {
-            if !end.code_verified {
-                return Ok(0);
-            }
-            execute(
-                &tx,
-                "UPDATE cards SET failed_code_attempts = 0 WHERE id = (SELECT card_id FROM challenges WHERE id = $1)",
-                &[&end.challenge_id],
-            )
-            .await
-        };
-        tokio::try_join!(
-            announce(&tx, &end.challenge_id),
-            authentication,
-            callback,
-            code_used,
-            failures_cleared,
-            insert_audit(&tx, &end.audit)
-        )?;
-        commit(tx).await?;
-        Ok(true)
+        Ok(ended.is_some())
     }
 
     async fn expired_challenges(&self, now: i64, limit: u32) -> StorageResult<Vec<Challenge>> {
