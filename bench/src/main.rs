@@ -78,10 +78,10 @@ struct Args {
     #[arg(long, default_value_t = 0.5)]
     rate_share: f64,
     /// Pending one-time codes preloaded for scenario 3.
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = 10_000)]
     codes: usize,
     /// Enrolment codes preloaded for scenario 4.
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = 10_000)]
     enrolments: usize,
     /// Stored authentications to repeat scenarios 1 and 2 at (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]

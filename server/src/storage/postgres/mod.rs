@@ -1068,27 +1068,35 @@ impl Storage for PostgresStorage {
 
     async fn remember_nonce(&self, device_id: &str, nonce: &[u8], now: i64, window_start: i64) -> StorageResult<bool> {
         let c = self.conn().await?;
-        // Forgetting old nonces is housekeeping, done by whichever node gets
-        // there first: rows another node is deleting are skipped, never
-        // waited for.
-        execute(
-            &c,
-            "DELETE FROM device_nonces WHERE (device_id, nonce) IN ( \
-               SELECT device_id, nonce FROM device_nonces WHERE seen_at < $1 LIMIT 1000 FOR UPDATE SKIP LOCKED)",
-            &[&window_start],
-        )
-        .await?;
-        // The decision: a new nonce is inserted, one last seen before the
-        // window is taken afresh, one seen inside it is a replay (no row).
-        // Concurrent uses of one nonce wait on its key and only one wins.
-        let remembered = execute(
-            &c,
-            "INSERT INTO device_nonces (device_id, nonce, seen_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (device_id, nonce) DO UPDATE SET seen_at = EXCLUDED.seen_at \
-             WHERE device_nonces.seen_at < $4",
-            &[&device_id, &nonce, &now, &window_start],
-        )
-        .await?;
+        // Sent together (pipelined): neither depends on the other.
+        let (_, remembered) = tokio::try_join!(
+            // Forgetting old nonces is housekeeping, done by whichever node
+            // gets there first: rows another node is deleting are skipped,
+            // never waited for.
+            async {
+                execute(
+                    &c,
+                    "DELETE FROM device_nonces WHERE (device_id, nonce) IN ( \
+                       SELECT device_id, nonce FROM device_nonces WHERE seen_at < $1 LIMIT 1000 FOR UPDATE SKIP LOCKED)",
+                    &[&window_start],
+                )
+                .await
+            },
+            // The decision: a new nonce is inserted, one last seen before the
+            // window is taken afresh, one seen inside it is a replay (no
+            // row). Concurrent uses of one nonce wait on its key and only
+            // one wins.
+            async {
+                execute(
+                    &c,
+                    "INSERT INTO device_nonces (device_id, nonce, seen_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (device_id, nonce) DO UPDATE SET seen_at = EXCLUDED.seen_at \
+                     WHERE device_nonces.seen_at < $4",
+                    &[&device_id, &nonce, &now, &window_start],
+                )
+                .await
+            }
+        )?;
         Ok(remembered == 1)
     }
 
