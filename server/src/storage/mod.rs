@@ -7,6 +7,7 @@
 //! decides who won.
 
 mod audit_search;
+mod columns;
 mod events;
 mod model;
 pub mod postgres;

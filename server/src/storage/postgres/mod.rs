@@ -27,6 +27,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, ToSql};
 
 use self::pool::{Target, classify, conflict_as, pool_error};
+use super::columns::*;
 use super::*;
 
 pub use migrations::latest_version;
@@ -214,18 +215,6 @@ fn wide(v: u32) -> i64 {
     i64::from(v)
 }
 
-/// `cols` with each column qualified by a table alias, for joins.
-fn qualified(cols: &str, alias: &str) -> String {
-    cols.split(',').map(|col| format!("{alias}.{}", col.trim())).collect::<Vec<_>>().join(", ")
-}
-
-fn column_count(cols: &str) -> usize {
-    cols.split(',').count()
-}
-
-const REQUESTOR_COLUMNS: &str = "id, name, callback_secret_sealed, callback_secret, \
-    previous_callback_secret_sealed, previous_callback_secret_until, previous_key_expires_at, created_at";
-
 fn requestor_from(r: &Row) -> StorageResult<Requestor> {
     Ok(Requestor {
         id: get(r, 0)?,
@@ -237,8 +226,6 @@ fn requestor_from(r: &Row) -> StorageResult<Requestor> {
         created_at: get(r, 7)?,
     })
 }
-
-const OPERATOR_COLUMNS: &str = "id, name, role, created_at, revoked_at";
 
 fn operator_from(r: &Row) -> StorageResult<Operator> {
     let role: String = get(r, 2)?;
@@ -301,8 +288,6 @@ fn activity_from(row: &Row, at: usize) -> StorageResult<CardActivity> {
     })
 }
 
-const CARD_COLUMNS: &str = "id, pan_last4, language, email, phone, blocked_at, failed_code_attempts, created_at";
-
 fn card_from(row: &Row) -> StorageResult<Card> {
     card_at(row, 0)
 }
@@ -321,8 +306,6 @@ fn card_at(row: &Row, at: usize) -> StorageResult<Card> {
     })
 }
 
-const DEVICE_COLUMNS: &str = "id, public_key, platform, display_name, push_token, notifications_enabled, push_unreachable, revoked_at, created_at";
-
 fn device_from(row: &Row) -> StorageResult<Device> {
     Ok(Device {
         id: get(row, 0)?,
@@ -336,11 +319,6 @@ fn device_from(row: &Row) -> StorageResult<Device> {
         created_at: get(row, 8)?,
     })
 }
-
-const AUTHENTICATION_COLUMNS: &str = "acs_trans_id, ds_trans_id, requestor_id, card_id, message_version, \
-    message_category, amount_minor, currency, exponent, merchant_name, merchant_id, notification_url, trans_status, \
-    trans_status_reason, reasons, low_value_exempt, authentication_value, eci, challenge_id, created_at, updated_at, \
-    browser_language, browser_tz";
 
 fn authentication_from(row: &Row) -> StorageResult<Authentication> {
     authentication_at(row, 0)
@@ -377,9 +355,6 @@ fn authentication_at(row: &Row, at: usize) -> StorageResult<Authentication> {
     })
 }
 
-const CHALLENGE_COLUMNS: &str = "id, acs_trans_id, card_id, nonce, state, number_match, number_choices, created_at, \
-    expires_at, decided_at, decided_by_device, outcome_reason, push_deadline, fallback_reason";
-
 fn challenge_from(row: &Row) -> StorageResult<Challenge> {
     challenge_at(row, 0)
 }
@@ -409,36 +384,16 @@ fn challenge_at(row: &Row, at: usize) -> StorageResult<Challenge> {
     })
 }
 
-/// A query for [`DeviceChallenge`]s: challenge, authentication, card and
-/// requestor's name, then `enrolled` (an expression for the device's
-/// enrolment), then `rest` (joins, conditions, order).
-fn device_challenge_sql(enrolled: &str, rest: &str) -> String {
-    format!(
-        "SELECT {}, {}, {}, r.name, {enrolled} FROM challenges ch \
-         JOIN authentications a ON a.acs_trans_id = ch.acs_trans_id JOIN cards c ON c.id = ch.card_id \
-         LEFT JOIN requestors r ON r.id = a.requestor_id {rest}",
-        qualified(CHALLENGE_COLUMNS, "ch"),
-        qualified(AUTHENTICATION_COLUMNS, "a"),
-        qualified(CARD_COLUMNS, "c")
-    )
-}
-
 fn device_challenge_from(row: &Row) -> StorageResult<DeviceChallenge> {
-    // Where each record's columns start.
-    let authentication = column_count(CHALLENGE_COLUMNS);
-    let card = authentication + column_count(AUTHENTICATION_COLUMNS);
-    let name = card + column_count(CARD_COLUMNS);
+    let at = device_challenge_layout();
     Ok(DeviceChallenge {
         challenge: challenge_at(row, 0)?,
-        authentication: authentication_at(row, authentication)?,
-        card: card_at(row, card)?,
-        requestor_name: get(row, name)?,
-        device_enrolled: get(row, name + 1)?,
+        authentication: authentication_at(row, at.authentication)?,
+        card: card_at(row, at.card)?,
+        requestor_name: get(row, at.requestor_name)?,
+        device_enrolled: get(row, at.enrolled)?,
     })
 }
-
-const DELIVERY_COLUMNS: &str =
-    "id, challenge_id, channel, destination_masked, send_round, state, attempts, last_error, updated_at";
 
 fn delivery_from(row: &Row) -> StorageResult<Delivery> {
     let channel: String = get(row, 2)?;
@@ -456,9 +411,6 @@ fn delivery_from(row: &Row) -> StorageResult<Delivery> {
     })
 }
 
-const ONE_TIME_CODE_COLUMNS: &str =
-    "challenge_id, salt, code_hash, created_at, expires_at, resends, last_sent_at, used_at";
-
 /// The code in the columns from `at` on; `None` if they are null (no code
 /// in an outer join).
 fn one_time_code_at(r: &Row, at: usize) -> StorageResult<Option<OneTimeCode>> {
@@ -475,33 +427,15 @@ fn one_time_code_at(r: &Row, at: usize) -> StorageResult<Option<OneTimeCode>> {
     }))
 }
 
-/// A query for a [`CodeCheck`] by acsTransID (`key`, the placeholder).
-fn code_check_sql(key: &str) -> String {
-    format!(
-        "SELECT {}, {}, {}, {} FROM authentications a JOIN challenges ch ON ch.id = a.challenge_id \
-         JOIN cards c ON c.id = ch.card_id LEFT JOIN one_time_codes o ON o.challenge_id = ch.id \
-         WHERE a.acs_trans_id = {key}",
-        qualified(AUTHENTICATION_COLUMNS, "a"),
-        qualified(CHALLENGE_COLUMNS, "ch"),
-        qualified(CARD_COLUMNS, "c"),
-        qualified(ONE_TIME_CODE_COLUMNS, "o")
-    )
-}
-
 fn code_check_from(row: &Row) -> StorageResult<CodeCheck> {
-    // Where each record's columns start.
-    let challenge = column_count(AUTHENTICATION_COLUMNS);
-    let card = challenge + column_count(CHALLENGE_COLUMNS);
-    let code = card + column_count(CARD_COLUMNS);
+    let at = code_check_layout();
     Ok(CodeCheck {
         authentication: authentication_at(row, 0)?,
-        challenge: challenge_at(row, challenge)?,
-        card: card_at(row, card)?,
-        code: one_time_code_at(row, code)?,
+        challenge: challenge_at(row, at.challenge)?,
+        card: card_at(row, at.card)?,
+        code: one_time_code_at(row, at.code)?,
     })
 }
-
-const AUDIT_COLUMNS: &str = "id, at, kind, actor, card_id, acs_trans_id, challenge_id, device_id, outcome, detail";
 
 fn audit_from(r: &Row) -> StorageResult<AuditRecord> {
     Ok(AuditRecord {
@@ -537,13 +471,6 @@ async fn insert_deliveries(
         .await?;
     }
     Ok(())
-}
-
-const AUDIT_INSERT_COLUMNS: &str = "at, kind, actor, card_id, acs_trans_id, challenge_id, device_id, outcome, detail";
-
-/// `$from, $from+1, …` for each of `columns`.
-fn placeholders(columns: &str, from: usize) -> String {
-    (from..from + column_count(columns)).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 /// An authentication, its challenge (when `with_challenge`) and its audit
