@@ -89,9 +89,16 @@ async function checkFit(frame, name, size) {
   check(await frame.locator("main button.primary").first().isVisible(), `primary button visible, ${what}`);
   await shot(name);
 }
+// Submits a code and waits for the page that answers it: the form posts
+// and the frame loads a new document, so the current one is marked first
+// and only an unmarked body counts. (Reading the screen right after the
+// click could still see the old page, and a next submit then interrupted
+// the one in flight: under load the fifth wrong code never arrived.)
 async function enterCode(frame, code) {
+  await frame.locator("body").evaluate((body) => body.setAttribute("data-left", ""));
   await frame.locator("#code").fill(code);
   await frame.locator("form.code button[type=submit]").click();
+  await frame.locator("body[data-screen]:not([data-left])").waitFor();
 }
 
 const scenarios = {
@@ -142,7 +149,6 @@ const scenarios = {
     const wrong = code === "000000" ? "111111" : "000000";
     for (let i = 0; i < 5; i++) {
       await enterCode(frame, wrong);
-      await frame.locator("body[data-screen]").waitFor();
       if ((await screen(frame)) === "blocked") break;
     }
     await waitScreen(frame, "blocked");
