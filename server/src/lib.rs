@@ -136,7 +136,8 @@ async fn seal_then_deliver_callbacks(app: App, shutdown: watch::Receiver<bool>) 
 
 /// Timers, as a sweep over the database: pushes unanswered past their
 /// deadline fall back to a code; challenges past their expiry end; so do
-/// challenges whose window never opened or went idle.
+/// challenges whose window never opened or went idle; device nonces too
+/// old to make a replay are forgotten.
 async fn run_sweeper(app: App, shutdown: watch::Receiver<bool>) {
     let interval = Duration::from_millis(app.config.challenge.sweep_interval_ms.max(10));
     worker::repeat(interval, shutdown, || async {
@@ -148,6 +149,9 @@ async fn run_sweeper(app: App, shutdown: watch::Receiver<bool>) {
         }
         if let Err(e) = window::sweep(&app).await {
             tracing::warn!(error = %e, "challenge window timer sweep failed");
+        }
+        if let Err(e) = flows::device_auth::forget_old_nonces(&app).await {
+            tracing::warn!(error = %e, "forgetting old device nonces failed");
         }
     })
     .await

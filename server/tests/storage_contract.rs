@@ -726,6 +726,21 @@ async fn nonces_are_refused_again_within_the_window(db: Db) {
     assert!(!s.remember_nonce("dev-1", b"n1", NOW + window + 2, NOW + 2).await.unwrap());
 }
 
+async fn old_nonces_are_forgotten_in_bulk(db: Db) {
+    let s = &*db.s;
+    for (i, at) in [NOW, NOW + 1, NOW + 2, NOW + 10].into_iter().enumerate() {
+        assert!(s.remember_nonce("dev-1", format!("n{i}").as_bytes(), at, at - MINUTE).await.unwrap());
+    }
+    assert_eq!(s.forget_nonces(NOW + 2, 1).await.unwrap(), 1, "at most the limit");
+    assert_eq!(s.forget_nonces(NOW + 2, 10).await.unwrap(), 1, "only those seen before");
+    assert_eq!(s.forget_nonces(NOW + 2, 10).await.unwrap(), 0);
+    // The ones kept still make replays.
+    assert!(!s.remember_nonce("dev-1", b"n2", NOW + 11, NOW).await.unwrap());
+    assert!(!s.remember_nonce("dev-1", b"n3", NOW + 11, NOW).await.unwrap());
+    // A forgotten one is new again.
+    assert!(s.remember_nonce("dev-1", b"n0", NOW + 11, NOW).await.unwrap());
+}
+
 async fn one_nonce_used_at_once_is_accepted_once(db: Db) {
     warm(&db.s).await;
     let s = db.s.clone();
@@ -1722,6 +1737,7 @@ contract!(
     one_key_enrolled_twice_at_once_is_one_device,
     devices_enrolments_and_push_settings,
     nonces_are_refused_again_within_the_window,
+    old_nonces_are_forgotten_in_bulk,
     one_nonce_used_at_once_is_accepted_once,
     authentications_and_challenges_are_stored_whole,
     a_reused_three_ds_server_trans_id_stores_nothing,

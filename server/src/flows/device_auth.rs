@@ -30,12 +30,23 @@ pub async fn authenticate(
         return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::DeviceRevoked, "this device was unenrolled"));
     }
     auth.verify(&device.public_key, method, path, body, now)?;
-    // A timestamp is accepted up to one window either side of the clock, so
-    // a request first seen now stays acceptable until `now + 2 × window` (if
-    // it was dated one window ahead): its nonce must be kept that long.
-    let fresh = app.storage.remember_nonce(&device.id, &auth.nonce, now, now - 2 * FRESHNESS_WINDOW_MS).await?;
+    let fresh = app.storage.remember_nonce(&device.id, &auth.nonce, now, nonce_window_start(now)).await?;
     if !fresh {
         return Err(ProtocolError::ReplayedNonce.into());
     }
     Ok(device)
+}
+
+/// Since when a nonce still makes a replay. A timestamp is accepted up to
+/// one window either side of the clock, so a request first seen now stays
+/// acceptable until `now + 2 × window` (if it was dated one window ahead):
+/// its nonce must be kept that long.
+fn nonce_window_start(now: i64) -> i64 {
+    now - 2 * FRESHNESS_WINDOW_MS
+}
+
+/// Forgets nonces that can no longer make a replay (the sweeper's work,
+/// not each request's).
+pub async fn forget_old_nonces(app: &App) -> Result<u64, ApiError> {
+    Ok(app.storage.forget_nonces(nonce_window_start(app.now_ms()), 1_000).await?)
 }

@@ -191,8 +191,11 @@ pub trait Storage: Send + Sync + 'static {
     /// none. `false` if there is no such device or it was revoked already.
     async fn revoke_device(&self, device_id: &str, now: i64, audit: &AuditEvent) -> StorageResult<bool>;
     /// Records a request nonce; `false` if the device used it since
-    /// `window_start` (a replay). Forgets nonces older than that.
+    /// `window_start` (a replay). One used before that is taken afresh.
     async fn remember_nonce(&self, device_id: &str, nonce: &[u8], now: i64, window_start: i64) -> StorageResult<bool>;
+    /// Forgets up to `limit` nonces last seen before `before` (they can no
+    /// longer make a replay); returns how many.
+    async fn forget_nonces(&self, before: i64, limit: u32) -> StorageResult<u64>;
 
     // Authentications and challenges.
     /// `Conflict("threeDSServerTransID")` when the requestor reused one.

@@ -533,6 +533,21 @@ fn end_challenge_sql() -> &'static str {
     &SQL
 }
 
+/// What completing an enrolment writes after the device: the code's
+/// device, the card's link to it (kept if there already), the audit line.
+fn enrolment_links_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH code AS (UPDATE enrolment_codes SET device_id = $2 WHERE lookup = $1), \
+             link AS (INSERT INTO device_cards (device_id, card_id, enrolled_at) VALUES ($2, $3, $4) \
+               ON CONFLICT DO NOTHING) \
+             INSERT INTO audit_events ({AUDIT_INSERT_COLUMNS}) VALUES ({})",
+            placeholders(AUDIT_INSERT_COLUMNS, 5)
+        )
+    });
+    &SQL
+}
+
 async fn insert_audit(c: &impl GenericClient, e: &AuditEvent) -> StorageResult<()> {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!("INSERT INTO audit_events ({AUDIT_INSERT_COLUMNS}) VALUES ({})", placeholders(AUDIT_INSERT_COLUMNS, 1))
@@ -905,15 +920,29 @@ impl Storage for PostgresStorage {
                 ..existing
             }
         };
-        execute(&tx, "UPDATE enrolment_codes SET device_id = $2 WHERE lookup = $1", &[&lookup, &stored.id]).await?;
+        let a = AuditEvent { device_id: Some(stored.id.clone()), card_id: Some(card_id.clone()), ..audit.clone() };
+        // The code's device, the card's link and the audit line in one
+        // statement: one round trip.
         execute(
             &tx,
-            "INSERT INTO device_cards (device_id, card_id, enrolled_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            &[&stored.id, &card_id, &now],
+            enrolment_links_sql(),
+            &[
+                &lookup,
+                &stored.id,
+                &card_id,
+                &now,
+                &a.at,
+                &a.kind,
+                &a.actor,
+                &a.card_id,
+                &a.acs_trans_id,
+                &a.challenge_id,
+                &a.device_id,
+                &a.outcome,
+                &a.detail,
+            ],
         )
         .await?;
-        let audit = AuditEvent { device_id: Some(stored.id.clone()), card_id: Some(card_id), ..audit.clone() };
-        insert_audit(&tx, &audit).await?;
         commit(tx).await?;
         Ok(stored)
     }
@@ -994,37 +1023,29 @@ impl Storage for PostgresStorage {
     }
 
     async fn remember_nonce(&self, device_id: &str, nonce: &[u8], now: i64, window_start: i64) -> StorageResult<bool> {
-        let c = self.conn().await?;
-        // Sent together (pipelined): neither depends on the other.
-        let (_, remembered) = tokio::try_join!(
-            // Forgetting old nonces is housekeeping, done by whichever node
-            // gets there first: rows another node is deleting are skipped,
-            // never waited for.
-            async {
-                execute(
-                    &c,
-                    "DELETE FROM device_nonces WHERE (device_id, nonce) IN ( \
-                       SELECT device_id, nonce FROM device_nonces WHERE seen_at < $1 LIMIT 1000 FOR UPDATE SKIP LOCKED)",
-                    &[&window_start],
-                )
-                .await
-            },
-            // The decision: a new nonce is inserted, one last seen before the
-            // window is taken afresh, one seen inside it is a replay (no
-            // row). Concurrent uses of one nonce wait on its key and only
-            // one wins.
-            async {
-                execute(
-                    &c,
-                    "INSERT INTO device_nonces (device_id, nonce, seen_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (device_id, nonce) DO UPDATE SET seen_at = EXCLUDED.seen_at \
-                     WHERE device_nonces.seen_at < $4",
-                    &[&device_id, &nonce, &now, &window_start],
-                )
-                .await
-            }
-        )?;
+        // A new nonce is inserted, one last seen before the window is taken
+        // afresh, one seen inside it is a replay (no row). Concurrent uses
+        // of one nonce wait on its key and only one wins.
+        let remembered = self
+            .execute(
+                "INSERT INTO device_nonces (device_id, nonce, seen_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (device_id, nonce) DO UPDATE SET seen_at = EXCLUDED.seen_at \
+                 WHERE device_nonces.seen_at < $4",
+                &[&device_id, &nonce, &now, &window_start],
+            )
+            .await?;
         Ok(remembered == 1)
+    }
+
+    async fn forget_nonces(&self, before: i64, limit: u32) -> StorageResult<u64> {
+        // Done by whichever node's sweeper gets there first: rows another
+        // node is deleting are skipped, never waited for.
+        self.execute(
+            "DELETE FROM device_nonces WHERE (device_id, nonce) IN ( \
+               SELECT device_id, nonce FROM device_nonces WHERE seen_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            &[&before, &wide(limit)],
+        )
+        .await
     }
 
     async fn record_authentication(&self, new: &NewAuthentication) -> StorageResult<()> {
@@ -1254,21 +1275,26 @@ impl Storage for PostgresStorage {
             CallbackNext::RetryAt(at) => ("pending", at),
             CallbackNext::GiveUp => ("failed", attempt.at),
         };
-        let mut c = self.conn().await?;
-        let tx = begin(&mut c).await?;
+        let c = self.conn().await?;
+        // One statement (its own transaction, one round trip): the attempt
+        // and the callback's new state.
         execute(
-            &tx,
-            "INSERT INTO callback_attempts (callback_id, attempt, at, http_status, error) VALUES ($1, $2, $3, $4, $5)",
-            &[&job.id, &wide(attempt.attempt), &attempt.at, &attempt.http_status.map(i32::from), &attempt.error],
+            &c,
+            "WITH attempt AS (INSERT INTO callback_attempts (callback_id, attempt, at, http_status, error) \
+               VALUES ($1, $3, $5, $6, $7)) \
+             UPDATE callbacks SET state = $2, attempts = $3, next_attempt_at = $4 WHERE id = $1",
+            &[
+                &job.id,
+                &state,
+                &wide(attempt.attempt),
+                &next_at,
+                &attempt.at,
+                &attempt.http_status.map(i32::from),
+                &attempt.error,
+            ],
         )
-        .await?;
-        execute(
-            &tx,
-            "UPDATE callbacks SET state = $2, attempts = $3, next_attempt_at = $4 WHERE id = $1",
-            &[&job.id, &state, &wide(attempt.attempt), &next_at],
-        )
-        .await?;
-        commit(tx).await
+        .await
+        .map(|_| ())
     }
 
     async fn callback_status(&self, acs_trans_id: &str) -> StorageResult<Option<CallbackStatus>> {

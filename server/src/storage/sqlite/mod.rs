@@ -840,11 +840,29 @@ impl Storage for SqliteStorage {
     async fn remember_nonce(&self, device_id: &str, nonce: &[u8], now: i64, window_start: i64) -> StorageResult<bool> {
         let (d, n) = (device_id.to_owned(), nonce.to_vec());
         self.write(move |tx| {
-            tx.prepare_cached("DELETE FROM device_nonces WHERE seen_at < ?1")?.execute([window_start])?;
-            let inserted = tx
-                .prepare_cached("INSERT OR IGNORE INTO device_nonces (device_id, nonce, seen_at) VALUES (?1, ?2, ?3)")?
-                .execute(params![d, n, now])?;
-            Ok(inserted == 1)
+            // A new nonce is inserted, one last seen before the window is
+            // taken afresh, one seen inside it is a replay (no row).
+            let remembered = tx
+                .prepare_cached(
+                    "INSERT INTO device_nonces (device_id, nonce, seen_at) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (device_id, nonce) DO UPDATE SET seen_at = excluded.seen_at \
+                     WHERE device_nonces.seen_at < ?4",
+                )?
+                .execute(params![d, n, now, window_start])?;
+            Ok(remembered == 1)
+        })
+        .await
+    }
+
+    async fn forget_nonces(&self, before: i64, limit: u32) -> StorageResult<u64> {
+        self.write(move |tx| {
+            let forgotten = tx
+                .prepare_cached(
+                    "DELETE FROM device_nonces WHERE (device_id, nonce) IN ( \
+                       SELECT device_id, nonce FROM device_nonces WHERE seen_at < ?1 LIMIT ?2)",
+                )?
+                .execute(params![before, limit])?;
+            Ok(forgotten as u64)
         })
         .await
     }
