@@ -45,8 +45,25 @@ fn nonce_window_start(now: i64) -> i64 {
     now - 2 * FRESHNESS_WINDOW_MS
 }
 
+/// Nonces forgotten per write: each batch is a short transaction of its own.
+const FORGET_BATCH: u32 = 1_000;
+
+/// Most batches per pass: a backlog (after a stop, say) is worked off over
+/// a few passes rather than holding the sweeper.
+const FORGET_BATCHES: u32 = 50;
+
 /// Forgets nonces that can no longer make a replay (the sweeper's work,
-/// not each request's).
+/// not each request's): in batches while they come back full, so a busy
+/// server's thousands of requests a second are kept up with.
 pub async fn forget_old_nonces(app: &App) -> Result<u64, ApiError> {
-    Ok(app.storage.forget_nonces(nonce_window_start(app.now_ms()), 1_000).await?)
+    let before = nonce_window_start(app.now_ms());
+    let mut forgotten = 0;
+    for _ in 0..FORGET_BATCHES {
+        let n = app.storage.forget_nonces(before, FORGET_BATCH).await?;
+        forgotten += n;
+        if n < u64::from(FORGET_BATCH) {
+            break;
+        }
+    }
+    Ok(forgotten)
 }

@@ -235,6 +235,30 @@ async fn a_request_replayed_byte_for_byte_is_refused() {
 }
 
 #[tokio::test]
+async fn the_sweeper_forgets_nonces_once_they_cannot_replay() {
+    let s = TestServer::start().await;
+    let storage = &s.app.storage;
+    // A backlog bigger than one batch of the sweeper's, from a busy minute.
+    let seen = s.now();
+    for i in 0..2_500u32 {
+        assert!(storage.remember_nonce("dev-busy", &i.to_be_bytes(), seen, seen - 600_000).await.unwrap());
+    }
+    // Inside the window the sweeper keeps them: a replay is still refused.
+    s.clock.advance_secs(60);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let now = s.now();
+    assert!(!storage.remember_nonce("dev-busy", &7u32.to_be_bytes(), now, now - 600_000).await.unwrap());
+    // Past it the sweeper forgets them all. (Each look forgets at most one
+    // itself, so the 2 500 cannot be gone by looking alone within the
+    // bounded wait.)
+    s.clock.advance_secs(600);
+    eventually("the sweeper forgets the old nonces", || async {
+        storage.forget_nonces(s.now() - 600_000, 1).await.unwrap() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_replayed_refused_decision_is_refused_for_its_nonce() {
     let fx = fixture().await;
     let body = decision_body(&fx.view, &fx.phone.key, &fx.phone.device_id(), fx.s.now(), |r| r.terms.amount_minor = 1);
