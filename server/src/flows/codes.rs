@@ -195,10 +195,16 @@ fn ended(state: ChallengeState) -> ApiError {
 
 async fn pending(app: &App, acs_trans_id: &str) -> Result<(Authentication, Challenge), ApiError> {
     let (auth, challenge) = load(app, acs_trans_id).await?;
-    if challenge.state != ChallengeState::Pending {
-        return Err(ended(challenge.state));
-    }
+    still_pending(&challenge)?;
     Ok((auth, challenge))
+}
+
+/// A code can only answer a challenge still waiting for one.
+fn still_pending(challenge: &Challenge) -> Result<(), ApiError> {
+    match challenge.state {
+        ChallengeState::Pending => Ok(()),
+        state => Err(ended(state)),
+    }
 }
 
 fn blocked() -> ApiError {
@@ -326,9 +332,7 @@ pub async fn verify(app: &App, acs_trans_id: &str, typed: &str) -> Result<Verifi
     // Purchase, challenge, card and code in one read.
     let CodeCheck { authentication: auth, challenge, card, code } =
         app.storage.code_check(acs_trans_id).await?.ok_or_else(|| ApiError::not_found("challenge"))?;
-    if challenge.state != ChallengeState::Pending {
-        return Err(ended(challenge.state));
-    }
+    still_pending(&challenge)?;
     if card.blocked_at.is_some() {
         challenges::finish(app, &challenge, &auth, Ending::CardBlocked, app.now_ms()).await?;
         return Err(blocked());
