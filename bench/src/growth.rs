@@ -31,9 +31,19 @@ impl Store {
             }
             start = end;
         }
-        if let Store::Postgres(url) = self {
+        match self {
+            // The load, written out and synced before anything is timed: a
+            // database that grew by serving had its pages written long ago,
+            // while a bulk load leaves the kernel a gigabyte to write and the
+            // server's checkpoints a WAL of the whole load to copy.
+            Store::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(path)?;
+                conn.busy_timeout(std::time::Duration::from_secs(30))?;
+                let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+                anyhow::ensure!(busy == 0, "the grown database's WAL could not be checkpointed");
+            }
             // As autovacuum would by the time a real database got this big.
-            connect_postgres(url).await?.batch_execute("ANALYZE").await?;
+            Store::Postgres(url) => connect_postgres(url).await?.batch_execute("ANALYZE").await?,
         }
         Ok(())
     }

@@ -81,7 +81,8 @@ impl Report {
                 database,
             );
         }
-        for o in self.runs.iter().filter(|o| o.target_rate.is_some()) {
+        let growth_runs = self.growth.iter().flat_map(|g| g.runs.iter());
+        for o in self.runs.iter().chain(growth_runs).filter(|o| o.target_rate.is_some()) {
             println!(
                 "  {}: requests left late by p50 {:.2} ms, p99 {:.2} ms (clients' own delay, counted in the latency)",
                 o.name,
@@ -90,7 +91,10 @@ impl Report {
             );
         }
         for g in &self.growth {
-            println!("  stored {:>8}: added in {:.1} s", g.stored, g.grow_secs);
+            println!("  stored {:>8}: added in {:.1} s; p99 ÷ the empty database's:", g.stored, g.grow_secs);
+            for (o, ratio) in self.p99_against_empty(g) {
+                println!("    {:<40} {ratio:.2}×", o.name);
+            }
         }
         println!(
             "srv µs/op: the server process's CPU time per operation; srv/cli cpu: cores the server / the clients kept busy; \
@@ -101,6 +105,16 @@ impl Report {
             self.ceilings.verify_per_sec, self.ceilings.commit_per_sec
         );
         println!("peak RSS of the server process (VmHWM): {:.1} MB", self.peak_rss_kb as f64 / 1024.0);
+    }
+
+    /// Each run at this size with its p99 over the same run's on the empty
+    /// database (growth runs are named after it, " @size" added).
+    fn p99_against_empty<'a>(&'a self, g: &'a Growth) -> impl Iterator<Item = (&'a Outcome, f64)> + 'a {
+        g.runs.iter().filter_map(move |o| {
+            let base_name = o.name.strip_suffix(&format!(" @{}", g.stored))?;
+            let base = self.runs.iter().find(|b| b.name == base_name)?;
+            Some((o, o.percentile_ms(99.0) / base.percentile_ms(99.0).max(1e-9)))
+        })
     }
 
     pub fn json(&self) -> Value {
@@ -141,6 +155,9 @@ impl Report {
                 "storedAuthentications": g.stored,
                 "growSeconds": g.grow_secs,
                 "runs": g.runs.iter().map(run).collect::<Vec<_>>(),
+                "p99AgainstEmpty": self.p99_against_empty(g)
+                    .map(|(o, ratio)| json!({ "name": o.name, "ratio": ratio }))
+                    .collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         })
     }

@@ -90,14 +90,14 @@ pub async fn frictionless_at_rate(
     bench: &Arc<Bench>,
     cards: &Arc<CardPool>,
     watched: Watched,
+    name: &str,
     rate: f64,
     secs: f64,
     max: u64,
 ) -> Result<Outcome> {
-    let name = format!("1 frictionless at {rate:.0}/s");
     let max = max.min(cards.left());
     ensure!(max > 0, "{name}: every card reached the velocity limit; raise --cards");
-    fixed_rate(&name, watched, (bench.clone(), cards.clone()), rate, secs, max, |w, _| async move {
+    fixed_rate(name, watched, (bench.clone(), cards.clone()), rate, secs, max, |w, _| async move {
         frictionless_op(&w.0, &w.1).await
     })
     .await
