@@ -222,8 +222,7 @@ async fn run(args: &Args) -> Result<()> {
     runs.push(scenarios::http_floor(&bench, watched, c, secs, max).await?);
     if args.runs(Scenario::Frictionless) {
         eprintln!("1 frictionless…");
-        let max_rate =
-            scenarios::frictionless(&bench, &cards, watched, FRICTIONLESS, c, secs, max).await?;
+        let max_rate = scenarios::frictionless(&bench, &cards, watched, FRICTIONLESS, c, secs, max).await?;
         let rate = (max_rate.per_sec() * args.rate_share).max(1.0);
         runs.push(max_rate);
         let name = format!("1 frictionless at {rate:.0}/s");
