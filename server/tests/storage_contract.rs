@@ -1039,6 +1039,48 @@ async fn the_push_outbox_lists_newest_first(db: Db) {
     assert_eq!(s.outbox_pushes(None, 1).await.unwrap().len(), 1);
 }
 
+async fn a_purchase_status_reads_the_purchase_its_challenge_and_result_delivery(db: Db) {
+    let s = &*db.s;
+    shop_with_cards(s, &["card-1"]).await;
+    let status = |acs: &'static str| async move { s.purchase_status(acs).await.unwrap() };
+    let as_stored = |acs: &'static str| async move { s.authentication(acs).await.unwrap().unwrap() };
+    assert_eq!(status("acs-9").await, None);
+
+    // Frictionless: no challenge, no callback.
+    let frictionless = authentication("acs-f", Some("card-1"), NOW);
+    let new =
+        NewAuthentication { authentication: frictionless, challenge: None, audit: audit("authentication.created") };
+    s.record_authentication(&new).await.unwrap();
+    let expected = PurchaseStatus { authentication: as_stored("acs-f").await, challenge: None, result_delivery: None };
+    assert_eq!(status("acs-f").await, Some(expected));
+
+    // Challenged: pending, then ended with its callback queued, tried twice.
+    let ch = purchase(s, "1", "card-1", NOW).await;
+    let pending = status("acs-1").await.unwrap();
+    assert_eq!((pending.authentication, pending.challenge), (as_stored("acs-1").await, Some(ch.clone())));
+    assert_eq!(pending.result_delivery, None);
+    s.end_challenge(&ending(&ch, ChallengeState::Approved, "approved", NOW + 10)).await.unwrap();
+    let ended = status("acs-1").await.unwrap();
+    assert_eq!(ended.authentication, as_stored("acs-1").await);
+    assert_eq!(ended.challenge, s.challenge(&ch.id).await.unwrap());
+    assert_eq!(ended.challenge.unwrap().state, ChallengeState::Approved);
+    assert_eq!(ended.result_delivery, Some(CallbackStatus { state: "pending".into(), attempts: vec![] }));
+
+    let job = s.claim_callbacks(NOW + 10, NOW + MINUTE, 10).await.unwrap().remove(0);
+    let failed = CallbackAttempt { attempt: 1, at: NOW + 10, http_status: None, error: Some("refused".into()) };
+    s.record_callback_attempt(&job, &failed, CallbackNext::RetryAt(NOW + MINUTE)).await.unwrap();
+    let job = s.claim_callbacks(NOW + MINUTE, NOW + 2 * MINUTE, 10).await.unwrap().remove(0);
+    let sent = CallbackAttempt { attempt: 2, at: NOW + MINUTE, http_status: Some(204), error: None };
+    s.record_callback_attempt(&job, &sent, CallbackNext::Delivered).await.unwrap();
+    let delivered = status("acs-1").await.unwrap();
+    assert_eq!(
+        delivered.result_delivery,
+        Some(CallbackStatus { state: "delivered".into(), attempts: vec![failed, sent] })
+    );
+    assert_eq!(delivered.result_delivery, s.callback_status("acs-1").await.unwrap());
+    assert_eq!(delivered.challenge, s.challenge(&ch.id).await.unwrap(), "one row per attempt, one purchase");
+}
+
 async fn callbacks_are_leased_retried_and_settled(db: Db) {
     let s = &*db.s;
     shop_with_cards(s, &["card-1"]).await;
@@ -1750,6 +1792,7 @@ contract!(
     a_code_check_reads_the_purchase_its_challenge_card_and_code,
     expired_challenges_are_the_pending_ones_past_expiry,
     the_push_outbox_lists_newest_first,
+    a_purchase_status_reads_the_purchase_its_challenge_and_result_delivery,
     callbacks_are_leased_retried_and_settled,
     two_workers_never_claim_the_same_callback,
     contacts_and_unblocking_change_one_card,

@@ -13,7 +13,7 @@ use super::openapi::{
 use crate::app::App;
 use crate::emv::{AReqSchema, ARes, EmvError};
 use crate::flows::{authenticate, challenges};
-use crate::storage::{CallbackStatus, ChallengeState};
+use crate::storage::{CallbackStatus, ChallengeState, PurchaseStatus};
 
 /// Authenticate a purchase (AReq → ARes)
 ///
@@ -103,24 +103,22 @@ pub async fn status(
     let Path(acs_trans_id) = path.map_err(|_| EmvError::transaction_not_found())?;
     let transient = |e: crate::storage::StorageError| EmvError::transient(e.to_string());
     let not_found = || EmvError::transaction_not_found();
-    let mut auth = app.storage.authentication(&acs_trans_id).await.map_err(transient)?.ok_or_else(not_found)?;
+    let read = || async { app.storage.purchase_status(&acs_trans_id).await.map_err(transient)?.ok_or_else(not_found) };
+    let mut status = read().await?;
     // Another requestor's transaction is as good as absent.
-    if auth.requestor_id != requestor.id {
+    if status.authentication.requestor_id != requestor.id {
         return Err(not_found());
     }
-    let mut challenge = match &auth.challenge_id {
-        Some(id) => app.storage.challenge(id).await.map_err(transient)?,
-        None => None,
-    };
     // Close an overdue challenge now rather than at the next sweep.
-    if let Some(c) = challenge.as_ref().filter(|c| c.state == ChallengeState::Pending && c.expires_at <= app.now_ms()) {
-        challenges::finish(&app, c, &auth, challenges::Ending::Expired, app.now_ms())
+    if let Some(c) =
+        status.challenge.as_ref().filter(|c| c.state == ChallengeState::Pending && c.expires_at <= app.now_ms())
+    {
+        challenges::finish(&app, c, &status.authentication, challenges::Ending::Expired, app.now_ms())
             .await
             .map_err(|e| EmvError::transient(e.message))?;
-        auth = app.storage.authentication(&acs_trans_id).await.map_err(transient)?.ok_or_else(not_found)?;
-        challenge = app.storage.challenge(&c.id).await.map_err(transient)?;
+        status = read().await?;
     }
-    let result_delivery = app.storage.callback_status(&acs_trans_id).await.map_err(transient)?;
+    let PurchaseStatus { authentication: auth, challenge, result_delivery } = status;
     Ok(Json(AuthenticationStatus {
         acs_trans_id: auth.acs_trans_id,
         three_ds_server_trans_id: auth.ds_trans_id,

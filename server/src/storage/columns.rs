@@ -104,3 +104,34 @@ pub fn code_check_layout() -> CodeCheckLayout {
     let card = challenge + column_count(CHALLENGE_COLUMNS);
     CodeCheckLayout { challenge, card, code: card + column_count(CARD_COLUMNS) }
 }
+
+/// A query for a [`PurchaseStatus`](super::PurchaseStatus) by acsTransID
+/// (`key`, the placeholder): authentication, challenge (null without one),
+/// then the latest callback's state and one of its attempts per row (null
+/// without any), attempts in order. [`PurchaseStatusLayout`] says where
+/// each starts. (A correlated subquery, not `LATERAL`: SQLite has none.)
+pub fn purchase_status_sql(key: &str) -> String {
+    format!(
+        "SELECT {}, {}, cb.state, t.attempt, t.at, t.http_status, t.error FROM authentications a \
+         LEFT JOIN challenges ch ON ch.id = a.challenge_id \
+         LEFT JOIN callbacks cb ON cb.id = \
+           (SELECT id FROM callbacks WHERE acs_trans_id = a.acs_trans_id ORDER BY id DESC LIMIT 1) \
+         LEFT JOIN callback_attempts t ON t.callback_id = cb.id \
+         WHERE a.acs_trans_id = {key} ORDER BY t.attempt",
+        qualified(AUTHENTICATION_COLUMNS, "a"),
+        qualified(CHALLENGE_COLUMNS, "ch")
+    )
+}
+
+/// Where each part of a [`purchase_status_sql`] row starts (the
+/// authentication's at 0): the challenge, then the callback's state
+/// followed by the attempt's four columns.
+pub struct PurchaseStatusLayout {
+    pub challenge: usize,
+    pub callback: usize,
+}
+
+pub fn purchase_status_layout() -> PurchaseStatusLayout {
+    let challenge = column_count(AUTHENTICATION_COLUMNS);
+    PurchaseStatusLayout { challenge, callback: challenge + column_count(CHALLENGE_COLUMNS) }
+}

@@ -202,6 +202,9 @@ pub trait Storage: Send + Sync + 'static {
     async fn record_authentication(&self, new: &NewAuthentication) -> StorageResult<()>;
     async fn authentication(&self, acs_trans_id: &str) -> StorageResult<Option<Authentication>>;
     async fn challenge(&self, id: &str) -> StorageResult<Option<Challenge>>;
+    /// A purchase with its challenge and its latest result callback's
+    /// delivery, in one read.
+    async fn purchase_status(&self, acs_trans_id: &str) -> StorageResult<Option<PurchaseStatus>>;
     /// A challenge as `device_id` sees it (whether or not it is enrolled
     /// for the challenge's card: the caller decides), in one read.
     async fn challenge_for_device(&self, id: &str, device_id: &str) -> StorageResult<Option<DeviceChallenge>>;

@@ -525,6 +525,15 @@ impl ContactChannel {
     }
 }
 
+/// What a requestor reads about its purchase, at once: the authentication,
+/// its challenge if it had one, and how its latest result callback fared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurchaseStatus {
+    pub authentication: Authentication,
+    pub challenge: Option<Challenge>,
+    pub result_delivery: Option<CallbackStatus>,
+}
+
 /// What checking a typed code needs of a purchase, read at once: the
 /// authentication, its challenge and card, and the code if one was issued.
 #[derive(Debug, Clone, PartialEq, Eq)]

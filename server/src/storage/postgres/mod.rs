@@ -411,6 +411,31 @@ fn delivery_from(row: &Row) -> StorageResult<Delivery> {
     })
 }
 
+/// The challenge in the columns from `at` on; `None` if they are null (no
+/// challenge in an outer join).
+fn optional_challenge_at(row: &Row, at: usize) -> StorageResult<Option<Challenge>> {
+    match get::<Option<String>>(row, at)? {
+        Some(_) => challenge_at(row, at).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A callback attempt in the four columns from `at` on; `None` if they are
+/// null (no attempt in an outer join).
+fn callback_attempt_at(row: &Row, at: usize) -> StorageResult<Option<CallbackAttempt>> {
+    if get::<Option<i64>>(row, at)?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(CallbackAttempt {
+        attempt: get_u32(row, at)?,
+        at: get(row, at + 1)?,
+        http_status: get::<Option<i32>>(row, at + 2)?
+            .map(|s| u16::try_from(s).map_err(|_| corrupt("callback HTTP status")))
+            .transpose()?,
+        error: get(row, at + 3)?,
+    }))
+}
+
 /// The code in the columns from `at` on; `None` if they are null (no code
 /// in an outer join).
 fn one_time_code_at(r: &Row, at: usize) -> StorageResult<Option<OneTimeCode>> {
@@ -1142,6 +1167,25 @@ impl Storage for PostgresStorage {
             .await
     }
 
+    async fn purchase_status(&self, acs_trans_id: &str) -> StorageResult<Option<PurchaseStatus>> {
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| purchase_status_sql("$1"));
+        let c = self.conn().await?;
+        let rows = query(&c, &SQL, &[&acs_trans_id]).await?;
+        // One row per attempt of the latest callback (one without any).
+        let Some(first) = rows.first() else { return Ok(None) };
+        let at = purchase_status_layout();
+        let callback_state: Option<String> = get(first, at.callback)?;
+        let attempts = rows.iter().map(|r| callback_attempt_at(r, at.callback + 1)).filter_map(Result::transpose);
+        Ok(Some(PurchaseStatus {
+            authentication: authentication_at(first, 0)?,
+            challenge: optional_challenge_at(first, at.challenge)?,
+            result_delivery: match callback_state {
+                Some(state) => Some(CallbackStatus { state, attempts: attempts.collect::<StorageResult<_>>()? }),
+                None => None,
+            },
+        }))
+    }
+
     async fn challenge_for_device(&self, id: &str, device_id: &str) -> StorageResult<Option<DeviceChallenge>> {
         let sql = device_challenge_sql(
             "EXISTS (SELECT 1 FROM device_cards dc WHERE dc.device_id = $2 AND dc.card_id = ch.card_id)",
@@ -1313,21 +1357,7 @@ impl Storage for PostgresStorage {
                  FROM (SELECT id, state FROM callbacks WHERE acs_trans_id = $1 ORDER BY id DESC LIMIT 1) cb \
                  LEFT JOIN callback_attempts a ON a.callback_id = cb.id ORDER BY a.attempt",
                 &[&acs_trans_id],
-                |r| {
-                    let state: String = get(r, 0)?;
-                    let attempt = match get::<Option<i64>>(r, 1)? {
-                        None => None,
-                        Some(_) => Some(CallbackAttempt {
-                            attempt: get_u32(r, 1)?,
-                            at: get(r, 2)?,
-                            http_status: get::<Option<i32>>(r, 3)?
-                                .map(|s| u16::try_from(s).map_err(|_| corrupt("callback HTTP status")))
-                                .transpose()?,
-                            error: get(r, 4)?,
-                        }),
-                    };
-                    Ok((state, attempt))
-                },
+                |r| Ok((get::<String>(r, 0)?, callback_attempt_at(r, 1)?)),
             )
             .await?;
         let Some((state, _)) = rows.first() else { return Ok(None) };

@@ -239,6 +239,22 @@ fn challenge_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Challenge> {
     })
 }
 
+/// The challenge in the columns from `at` on; `None` if they are null (no
+/// challenge in an outer join).
+fn optional_challenge_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Option<Challenge>> {
+    match row.get::<_, Option<String>>(at)? {
+        Some(_) => challenge_at(row, at).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A callback attempt in the four columns from `at` on; `None` if they are
+/// null (no attempt in an outer join).
+fn callback_attempt_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Option<CallbackAttempt>> {
+    let Some(attempt) = row.get(at)? else { return Ok(None) };
+    Ok(Some(CallbackAttempt { attempt, at: row.get(at + 1)?, http_status: row.get(at + 2)?, error: row.get(at + 3)? }))
+}
+
 fn device_challenge_from(row: &Row<'_>) -> rusqlite::Result<DeviceChallenge> {
     let at = device_challenge_layout();
     Ok(DeviceChallenge {
@@ -940,6 +956,28 @@ impl Storage for SqliteStorage {
     async fn challenge(&self, id: &str) -> StorageResult<Option<Challenge>> {
         self.one(format!("SELECT {CHALLENGE_COLUMNS} FROM challenges WHERE id = ?1"), id.to_owned(), challenge_from)
             .await
+    }
+
+    async fn purchase_status(&self, acs_trans_id: &str) -> StorageResult<Option<PurchaseStatus>> {
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| purchase_status_sql("?1"));
+        let id = acs_trans_id.to_owned();
+        self.read(move |c| {
+            let at = purchase_status_layout();
+            let mut stmt = c.prepare_cached(&SQL)?;
+            let mut rows = stmt.query([id])?;
+            // One row per attempt of the latest callback (one without any).
+            let Some(first) = rows.next()? else { return Ok(None) };
+            let authentication = authentication_at(first, 0)?;
+            let challenge = optional_challenge_at(first, at.challenge)?;
+            let callback_state: Option<String> = first.get(at.callback)?;
+            let mut attempts: Vec<CallbackAttempt> = callback_attempt_at(first, at.callback + 1)?.into_iter().collect();
+            while let Some(row) = rows.next()? {
+                attempts.extend(callback_attempt_at(row, at.callback + 1)?);
+            }
+            let result_delivery = callback_state.map(|state| CallbackStatus { state, attempts });
+            Ok(Some(PurchaseStatus { authentication, challenge, result_delivery }))
+        })
+        .await
     }
 
     async fn challenge_for_device(&self, id: &str, device_id: &str) -> StorageResult<Option<DeviceChallenge>> {
