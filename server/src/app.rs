@@ -8,6 +8,7 @@ use crate::clock::Clock;
 use crate::config::{Config, Database};
 use crate::flows::codes::Transport;
 use crate::notifier::Notifier;
+use crate::requestor_keys::RequestorKeys;
 use crate::secrets::Secrets;
 use crate::storage::Storage;
 use crate::storage::postgres::PostgresStorage;
@@ -27,6 +28,8 @@ pub struct Inner {
     pub sms: Transport,
     /// Client for result callbacks to requestors.
     pub http: reqwest::Client,
+    /// Requestors recently found by API key.
+    pub requestor_keys: RequestorKeys,
 }
 
 /// Opens the database `database.url` names, applying migrations.
@@ -74,7 +77,8 @@ impl App {
             .build()?;
         let email = Transport::for_email(&config.email)?;
         let sms = Transport::for_sms(&config.sms)?;
-        Ok(Self(Arc::new(Inner { config, storage, secrets, clock, notifier, email, sms, http })))
+        let requestor_keys = RequestorKeys::default();
+        Ok(Self(Arc::new(Inner { config, storage, secrets, clock, notifier, email, sms, http, requestor_keys })))
     }
 
     pub fn now_ms(&self) -> i64 {

@@ -12,6 +12,7 @@ pub mod flows;
 pub mod http;
 pub mod metrics;
 pub mod notifier;
+pub mod requestor_keys;
 pub mod risk;
 pub mod secrets;
 pub mod storage;

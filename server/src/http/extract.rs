@@ -138,9 +138,15 @@ impl FromRequestParts<App> for RequestorAuth {
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, EmvError> {
         let key = bearer(parts).ok_or_else(|| EmvError::unauthenticated("Authorization"))?;
         let now = app.now_ms();
+        if let Some(r) = app.requestor_keys.get(key.as_bytes(), now) {
+            return Ok(Self(r));
+        }
         let by_hash = |hash: Vec<u8>| async move { app.storage.requestor_by_key(&hash, now).await };
         match rekey::find(app, Purpose::ApiKey, key.as_bytes(), Rekeyed::RequestorApiKey, by_hash).await {
-            Ok(Some(r)) => Ok(Self(r)),
+            Ok(Some(r)) => {
+                app.requestor_keys.put(key.as_bytes(), &r, now);
+                Ok(Self(r))
+            }
             Ok(None) => Err(EmvError::unauthenticated("Authorization")),
             Err(e) => Err(EmvError::transient(e.to_string())),
         }

@@ -3,11 +3,15 @@
 //! operations themselves — operators, requestor key rotation, card import,
 //! language, device revocation, audit search.
 
+use std::sync::Arc;
+
 use countersign_core::protocol::Decision;
 use countersign_core::protocol::wire::ChallengeOutcome;
+use countersign_server::app::App;
 use countersign_server::flows::admin::{self, CreatedOperator};
 use countersign_server::flows::callbacks;
-use countersign_server::storage::{AuditFilter, OperatorRole};
+use countersign_server::requestor_keys;
+use countersign_server::storage::{AuditFilter, Credential, OperatorRole};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -340,6 +344,29 @@ async fn a_rotated_api_key_overlaps_with_the_old_one_for_a_day_or_until_revoked(
     assert_refused(&none, StatusCode::NOT_FOUND, "not_found");
     let unknown = s.admin(Method::POST, "/v1/admin/requestors/shop-9/api-key/rotate", None).await;
     assert_refused(&unknown, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn a_key_revoked_on_another_node_stops_working_here_within_a_second() {
+    let s = TestServer::start().await;
+    let shop = s.create_requestor("shop-1").await;
+    let (_, ares) = s.areq(&shop, &areq("shop-1", PAN, 2_000, "http://127.0.0.1:9/notify")).await;
+    let acs = ares["acsTransID"].as_str().unwrap().to_owned();
+    let status_with = |key: String| {
+        let req = s.http.get(s.url(&format!("/v1/authentications/{acs}"))).bearer_auth(key);
+        async move { req.send().await.unwrap().status() }
+    };
+    assert_eq!(status_with(shop.api_key.clone()).await, StatusCode::OK);
+
+    // Another node on the same database rotates the key and ends the overlap.
+    let other_node = App::open(s.app.config.clone(), Arc::new(s.clock.clone())).unwrap();
+    let rotated = admin::rotate_api_key(&other_node, "shop-1", "test").await.unwrap();
+    admin::revoke_previous(&other_node, "shop-1", Credential::ApiKey, "test").await.unwrap();
+    assert_eq!(status_with(rotated.api_key.clone()).await, StatusCode::OK, "a new key works at once");
+    assert_eq!(status_with(shop.api_key.clone()).await, StatusCode::OK, "this node still remembers the old one");
+    s.clock.advance_ms(requestor_keys::TTL_MS);
+    assert_eq!(status_with(shop.api_key.clone()).await, StatusCode::UNAUTHORIZED, "but not for longer");
+    assert_eq!(status_with(rotated.api_key).await, StatusCode::OK);
 }
 
 /// Approves the one pending challenge on `phone`.

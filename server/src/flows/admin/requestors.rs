@@ -156,7 +156,9 @@ pub async fn revoke_previous(
 ) -> Result<RequestorView, ApiError> {
     let kind = format!("requestor.previous_{}_revoked", credential.as_str());
     let audit = requestor_action(app, &kind, actor, requestor_id);
-    if !app.storage.drop_previous_credential(requestor_id, credential, &audit).await? {
+    let dropped = app.storage.drop_previous_credential(requestor_id, credential, &audit).await?;
+    app.requestor_keys.clear();
+    if !dropped {
         load(app, requestor_id).await?;
         return Err(ApiError::not_found(match credential {
             Credential::ApiKey => "a previous API key",
@@ -248,7 +250,9 @@ async fn rotate(
     let mut audit = requestor_action(app, &format!("requestor.{}_rotated", credential.as_str()), actor, requestor_id);
     let until = audit.at + app.config.requestors.rotation_overlap_secs as i64 * 1000;
     audit.detail["previousValidUntil"] = until.into();
-    if !app.storage.rotate_requestor_credential(requestor_id, credential, new_value, until, &audit).await? {
+    let rotated = app.storage.rotate_requestor_credential(requestor_id, credential, new_value, until, &audit).await?;
+    app.requestor_keys.clear();
+    if !rotated {
         return Err(ApiError::not_found("requestor"));
     }
     Ok(until)
