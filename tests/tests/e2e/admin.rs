@@ -8,7 +8,7 @@ use std::sync::Arc;
 use countersign_core::protocol::Decision;
 use countersign_core::protocol::wire::ChallengeOutcome;
 use countersign_server::app::App;
-use countersign_server::flows::admin::{self, CreatedOperator};
+use countersign_server::flows::admin::{self, CreatedOperator, CreatedRequestor};
 use countersign_server::flows::callbacks;
 use countersign_server::requestor_keys;
 use countersign_server::storage::{AuditFilter, Credential, OperatorRole};
@@ -309,16 +309,24 @@ async fn operators_are_created_listed_and_revoked_by_admins() {
     assert_refused(&unknown, StatusCode::NOT_FOUND, "not_found");
 }
 
-#[tokio::test]
-async fn a_rotated_api_key_overlaps_with_the_old_one_for_a_day_or_until_revoked() {
-    let s = TestServer::start().await;
+/// Requestor "shop-1" and the acsTransID of a purchase it sent.
+async fn shop_with_a_purchase(s: &TestServer) -> (CreatedRequestor, String) {
     let shop = s.create_requestor("shop-1").await;
     let (_, ares) = s.areq(&shop, &areq("shop-1", PAN, 2_000, "http://127.0.0.1:9/notify")).await;
     let acs = ares["acsTransID"].as_str().unwrap().to_owned();
-    let status_with = |key: String| {
-        let req = s.http.get(s.url(&format!("/v1/authentications/{acs}"))).bearer_auth(key);
-        async move { req.send().await.unwrap().status() }
-    };
+    (shop, acs)
+}
+
+/// The status the purchase's result read answers with `key`.
+async fn read_result_with(s: &TestServer, acs: &str, key: String) -> StatusCode {
+    s.http.get(s.url(&format!("/v1/authentications/{acs}"))).bearer_auth(key).send().await.unwrap().status()
+}
+
+#[tokio::test]
+async fn a_rotated_api_key_overlaps_with_the_old_one_for_a_day_or_until_revoked() {
+    let s = TestServer::start().await;
+    let (shop, acs) = shop_with_a_purchase(&s).await;
+    let status_with = |key: String| read_result_with(&s, &acs, key);
 
     let (status, rotated) = s.admin(Method::POST, "/v1/admin/requestors/shop-1/api-key/rotate", None).await;
     assert_eq!(status, StatusCode::OK, "{rotated}");
@@ -349,13 +357,8 @@ async fn a_rotated_api_key_overlaps_with_the_old_one_for_a_day_or_until_revoked(
 #[tokio::test]
 async fn a_key_revoked_on_another_node_stops_working_here_within_a_second() {
     let s = TestServer::start().await;
-    let shop = s.create_requestor("shop-1").await;
-    let (_, ares) = s.areq(&shop, &areq("shop-1", PAN, 2_000, "http://127.0.0.1:9/notify")).await;
-    let acs = ares["acsTransID"].as_str().unwrap().to_owned();
-    let status_with = |key: String| {
-        let req = s.http.get(s.url(&format!("/v1/authentications/{acs}"))).bearer_auth(key);
-        async move { req.send().await.unwrap().status() }
-    };
+    let (shop, acs) = shop_with_a_purchase(&s).await;
+    let status_with = |key: String| read_result_with(&s, &acs, key);
     assert_eq!(status_with(shop.api_key.clone()).await, StatusCode::OK);
 
     // Another node on the same database rotates the key and ends the overlap.
