@@ -100,6 +100,11 @@ struct Args {
     /// growth runs repeat those of 1 and 2 that are chosen.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Scenario>,
+    /// Where the run's directory (the SQLite database, the server's log) is
+    /// made: default the system's temporary directory. A directory on
+    /// tmpfs (`/dev/shm`) takes the disk out of the figures.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -182,7 +187,10 @@ fn postmaster(store: &Store) -> Result<Option<u32>> {
 
 async fn run(args: &Args) -> Result<()> {
     let started = Instant::now();
-    let dir = tempfile::tempdir()?;
+    let dir = match &args.data_dir {
+        Some(parent) => tempfile::tempdir_in(parent).with_context(|| format!("a directory in {}", parent.display()))?,
+        None => tempfile::tempdir()?,
+    };
     // Kept alive until the end: dropping it stops the cluster.
     let mut _cluster = None;
     let (database_url, store) = match (args.backend, &args.postgres_url) {

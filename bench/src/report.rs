@@ -13,6 +13,7 @@ pub struct Settings {
     concurrency: usize,
     secs: f64,
     connections: Option<usize>,
+    data_dir: String,
 }
 
 impl Settings {
@@ -27,6 +28,10 @@ impl Settings {
             concurrency: args.concurrency,
             secs: args.secs,
             connections: args.connections,
+            data_dir: args
+                .data_dir
+                .as_ref()
+                .map_or("the system's temporary directory".into(), |d| d.display().to_string()),
         }
     }
 }
@@ -54,11 +59,12 @@ impl Report {
     pub fn print(&self) {
         let s = &self.args;
         println!(
-            "countersign-bench{} — server in its own process on loopback, {}, {} closed-loop clients, {} cores",
+            "countersign-bench{} — server in its own process on loopback, {}, {} closed-loop clients, {} cores, data in {}",
             if s.smoke { " --smoke" } else { "" },
             s.backend,
             s.concurrency,
-            cores()
+            cores(),
+            s.data_dir
         );
         println!(
             "{:<34} {:>8} {:>9} {:>8} {:>8} {:>8} {:>10} {:>8} {:>9} {:>9}",
@@ -142,6 +148,7 @@ impl Report {
             "concurrency": s.concurrency,
             "secondsPerRun": s.secs,
             "databaseConnections": s.connections,
+            "dataDir": s.data_dir,
             "cores": cores(),
             "serverInProcess": false,
             "serverPeakRssKb": self.peak_rss_kb,
