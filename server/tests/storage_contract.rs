@@ -470,7 +470,7 @@ async fn card_activity_counts_stop_at_their_limits(db: Db) {
 async fn a_purchase_reads_card_history_and_devices_at_once(db: Db) {
     let s = &*db.s;
     shop_with_cards(s, &["card-1", "card-2"]).await;
-    for (lookup, dev) in [("A", "dev-1"), ("B", "dev-2")] {
+    for (lookup, dev) in [("A", "dev-1"), ("B", "dev-2"), ("C", "dev-3")] {
         s.create_enrolment_code(&enrolment_code(lookup, "card-1", 5)).await.unwrap();
         s.complete_enrolment(lookup, &device(dev, &format!("key-{dev}")), NOW, &audit("device.enrolled"))
             .await
@@ -490,7 +490,8 @@ async fn a_purchase_reads_card_history_and_devices_at_once(db: Db) {
     assert_eq!(found.activity, s.card_activity("card-1", &query).await.unwrap());
     assert_eq!(found.activity.low_value_sum, 900);
     assert_eq!(found.devices, s.card_devices("card-1").await.unwrap());
-    assert_eq!(found.devices.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["dev-1"], "not the revoked one");
+    let ids = found.devices.iter().map(|d| d.id.as_str()).collect::<Vec<_>>();
+    assert_eq!(ids, ["dev-1", "dev-3"], "in enrolment order, not the revoked one");
 
     let bare = s.card_for_purchase(b"pan-hash-card-2", &query).await.unwrap().expect("card-2");
     assert_eq!((bare.activity, bare.devices.len()), (CardActivity::default(), 0));
