@@ -1164,9 +1164,8 @@ impl Storage for SqliteStorage {
                 .prepare_cached(
                     "SELECT attempt, at, http_status, error FROM callback_attempts WHERE callback_id = ?1 ORDER BY attempt",
                 )?
-                .query_map([cb_id], |r| {
-                    Ok(CallbackAttempt { attempt: r.get(0)?, at: r.get(1)?, http_status: r.get(2)?, error: r.get(3)? })
-                })?
+                .query_map([cb_id], |r| callback_attempt_at(r, 0))?
+                .filter_map(Result::transpose)
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(Some(CallbackStatus { state, attempts }))
         })
