@@ -581,16 +581,17 @@ fn enrolment_links_sql() -> &'static str {
     &SQL
 }
 
+/// An audit line's values in the order of [`AUDIT_INSERT_COLUMNS`], for
+/// every statement that writes one.
+fn audit_params(e: &AuditEvent) -> [&(dyn ToSql + Sync); 9] {
+    [&e.at, &e.kind, &e.actor, &e.card_id, &e.acs_trans_id, &e.challenge_id, &e.device_id, &e.outcome, &e.detail]
+}
+
 async fn insert_audit(c: &impl GenericClient, e: &AuditEvent) -> StorageResult<()> {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!("INSERT INTO audit_events ({AUDIT_INSERT_COLUMNS}) VALUES ({})", placeholders(AUDIT_INSERT_COLUMNS, 1))
     });
-    execute(
-        c,
-        &SQL,
-        &[&e.at, &e.kind, &e.actor, &e.card_id, &e.acs_trans_id, &e.challenge_id, &e.device_id, &e.outcome, &e.detail],
-    )
-    .await?;
+    execute(c, &SQL, &audit_params(e)).await?;
     Ok(())
 }
 
@@ -959,21 +960,10 @@ impl Storage for PostgresStorage {
         execute(
             &tx,
             enrolment_links_sql(),
-            &[
-                &lookup,
-                &stored.id,
-                &card_id,
-                &now,
-                &a.at,
-                &a.kind,
-                &a.actor,
-                &a.card_id,
-                &a.acs_trans_id,
-                &a.challenge_id,
-                &a.device_id,
-                &a.outcome,
-                &a.detail,
-            ],
+            &[&lookup as &(dyn ToSql + Sync), &stored.id, &card_id, &now]
+                .into_iter()
+                .chain(audit_params(&a))
+                .collect::<Vec<_>>(),
         )
         .await?;
         commit(tx).await?;
@@ -1135,17 +1125,7 @@ impl Storage for PostgresStorage {
                 &ch.fallback_reason,
             ]);
         }
-        params.extend_from_slice(&[
-            &e.at,
-            &e.kind,
-            &e.actor,
-            &e.card_id,
-            &e.acs_trans_id,
-            &e.challenge_id,
-            &e.device_id,
-            &e.outcome,
-            &e.detail,
-        ]);
+        params.extend_from_slice(&audit_params(e));
         // One statement, so one round trip and its own transaction (no
         // BEGIN and COMMIT): PostgreSQL runs the three inserts together and
         // checks the challenge's reference to the authentication at the end.
@@ -1213,7 +1193,7 @@ impl Storage for PostgresStorage {
             &c,
             end_challenge_sql(),
             &[
-                &end.challenge_id,
+                &end.challenge_id as &(dyn ToSql + Sync),
                 &end.state.as_str(),
                 &end.at,
                 &end.decided_by_device,
@@ -1228,16 +1208,10 @@ impl Storage for PostgresStorage {
                 &cb_body,
                 &end.code_verified,
                 &listener::CHANNEL,
-                &e.at,
-                &e.kind,
-                &e.actor,
-                &e.card_id,
-                &e.acs_trans_id,
-                &e.challenge_id,
-                &e.device_id,
-                &e.outcome,
-                &e.detail,
-            ],
+            ]
+            .into_iter()
+            .chain(audit_params(e))
+            .collect::<Vec<_>>(),
         )
         .await?;
         Ok(ended.is_some())
