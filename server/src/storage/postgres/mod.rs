@@ -1167,20 +1167,24 @@ impl Storage for PostgresStorage {
     }
 
     async fn challenge_for_device(&self, id: &str, device_id: &str) -> StorageResult<Option<DeviceChallenge>> {
-        let sql = device_challenge_sql(
-            "EXISTS (SELECT 1 FROM device_cards dc WHERE dc.device_id = $2 AND dc.card_id = ch.card_id)",
-            "WHERE ch.id = $1",
-        );
-        self.read_one(&sql, &[&id, &device_id], device_challenge_from).await
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            device_challenge_sql(
+                "EXISTS (SELECT 1 FROM device_cards dc WHERE dc.device_id = $2 AND dc.card_id = ch.card_id)",
+                "WHERE ch.id = $1",
+            )
+        });
+        self.read_one(&SQL, &[&id, &device_id], device_challenge_from).await
     }
 
     async fn pending_challenges_for_device(&self, device_id: &str, now: i64) -> StorageResult<Vec<DeviceChallenge>> {
-        let sql = device_challenge_sql(
-            "TRUE",
-            "JOIN device_cards dc ON dc.card_id = ch.card_id \
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            device_challenge_sql(
+                "TRUE",
+                "JOIN device_cards dc ON dc.card_id = ch.card_id \
              WHERE dc.device_id = $1 AND ch.state = 'pending' AND ch.expires_at > $2 ORDER BY ch.created_at, ch.id",
-        );
-        self.read_all(&sql, &[&device_id, &now], device_challenge_from).await
+            )
+        });
+        self.read_all(&SQL, &[&device_id, &now], device_challenge_from).await
     }
 
     async fn end_challenge(&self, end: &ChallengeEnd) -> StorageResult<bool> {
@@ -1426,7 +1430,8 @@ impl Storage for PostgresStorage {
     }
 
     async fn code_check(&self, acs_trans_id: &str) -> StorageResult<Option<CodeCheck>> {
-        self.read_one(&code_check_sql("$1"), &[&acs_trans_id], code_check_from).await
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| code_check_sql("$1"));
+        self.read_one(&SQL, &[&acs_trans_id], code_check_from).await
     }
 
     async fn record_resend(

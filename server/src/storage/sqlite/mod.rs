@@ -983,11 +983,13 @@ impl Storage for SqliteStorage {
     async fn challenge_for_device(&self, id: &str, device_id: &str) -> StorageResult<Option<DeviceChallenge>> {
         let (id, device_id) = (id.to_owned(), device_id.to_owned());
         self.read(move |c| {
-            let sql = device_challenge_sql(
-                "EXISTS (SELECT 1 FROM device_cards dc WHERE dc.device_id = ?2 AND dc.card_id = ch.card_id)",
-                "WHERE ch.id = ?1",
-            );
-            c.prepare_cached(&sql)?.query_row([id, device_id], device_challenge_from).optional()
+            static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                device_challenge_sql(
+                    "EXISTS (SELECT 1 FROM device_cards dc WHERE dc.device_id = ?2 AND dc.card_id = ch.card_id)",
+                    "WHERE ch.id = ?1",
+                )
+            });
+            c.prepare_cached(&SQL)?.query_row([id, device_id], device_challenge_from).optional()
         })
         .await
     }
@@ -995,12 +997,14 @@ impl Storage for SqliteStorage {
     async fn pending_challenges_for_device(&self, device_id: &str, now: i64) -> StorageResult<Vec<DeviceChallenge>> {
         let id = device_id.to_owned();
         self.read(move |c| {
-            let sql = device_challenge_sql(
-                "1",
-                "JOIN device_cards dc ON dc.card_id = ch.card_id \
+            static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                device_challenge_sql(
+                    "1",
+                    "JOIN device_cards dc ON dc.card_id = ch.card_id \
                  WHERE dc.device_id = ?1 AND ch.state = 'pending' AND ch.expires_at > ?2 ORDER BY ch.created_at, ch.id",
-            );
-            c.prepare_cached(&sql)?.query_map(params![id, now], device_challenge_from)?.collect()
+                )
+            });
+            c.prepare_cached(&SQL)?.query_map(params![id, now], device_challenge_from)?.collect()
         })
         .await
     }
