@@ -26,6 +26,9 @@ pub struct Outcome {
     pub client_cpu_secs: f64,
     /// CPU seconds the database's own processes used (PostgreSQL here).
     pub database_cpu_secs: Option<f64>,
+    /// Bytes the server and the database's own processes sent to storage
+    /// (unknown when the database's processes are another user's).
+    pub written_bytes: Option<f64>,
     /// The rate asked for, in an open-loop run.
     pub target_rate: Option<f64>,
     /// In an open-loop run, how late requests left (the clients' own
@@ -61,6 +64,11 @@ impl Outcome {
         self.database_cpu_secs.map(|secs| secs * 1e6 / self.count.max(1) as f64)
     }
 
+    /// Bytes sent to storage per operation, KiB (server and database).
+    pub fn written_kib_per_op(&self) -> Option<f64> {
+        self.written_bytes.map(|bytes| bytes / 1024.0 / self.count.max(1) as f64)
+    }
+
     /// Cores the server kept busy on average.
     pub fn server_cores(&self) -> f64 {
         self.server_cpu_secs / self.elapsed.as_secs_f64().max(1e-9)
@@ -75,19 +83,21 @@ fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
     sorted_us[rank.clamp(1, sorted_us.len()) - 1] as f64 / 1000.0
 }
 
-/// CPU clocks of the processes, read before and after a run.
-struct CpuMark {
+/// The processes' CPU clocks and bytes written, read before and after a run.
+struct Mark {
     server: f64,
     client: f64,
     database: Option<f64>,
+    written: Option<f64>,
 }
 
-impl CpuMark {
+impl Mark {
     fn now(watched: Watched) -> Result<Self> {
         Ok(Self {
             server: ProcStats::cpu_secs(watched.server)?,
             client: ProcStats::cpu_secs(std::process::id())?,
             database: watched.database_cpu_secs()?,
+            written: watched.written_bytes()?,
         })
     }
 }
@@ -109,7 +119,7 @@ where
 {
     let op = Arc::new(op);
     let issued = Arc::new(AtomicU64::new(0));
-    let cpu = CpuMark::now(watched)?;
+    let mark = Mark::now(watched)?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
@@ -133,7 +143,7 @@ where
     for task in tasks {
         latencies_us.extend(task.await??);
     }
-    finish(name, watched, started, cpu, latencies_us, None)
+    finish(name, watched, started, mark, latencies_us, None)
 }
 
 /// Starts `op(state, i)` at `rate` per second for `secs` (or `max`
@@ -158,7 +168,7 @@ where
     let in_flight = Arc::new(Semaphore::new(4096));
     let period = Duration::from_secs_f64(1.0 / rate.max(1.0));
     let count = ((rate * secs) as u64).clamp(1, max.max(1));
-    let cpu = CpuMark::now(watched)?;
+    let mark = Mark::now(watched)?;
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(count as usize);
     for i in 0..count {
@@ -180,7 +190,7 @@ where
         lags_us.push(lag);
     }
     lags_us.sort_unstable();
-    let mut outcome = finish(name, watched, started, cpu, latencies_us, Some(rate))?;
+    let mut outcome = finish(name, watched, started, mark, latencies_us, Some(rate))?;
     outcome.lags_us = lags_us;
     Ok(outcome)
 }
@@ -189,12 +199,12 @@ fn finish(
     name: &str,
     watched: Watched,
     started: Instant,
-    cpu: CpuMark,
+    start: Mark,
     mut latencies_us: Vec<u64>,
     target_rate: Option<f64>,
 ) -> Result<Outcome> {
     let elapsed = started.elapsed();
-    let end = CpuMark::now(watched)?;
+    let end = Mark::now(watched)?;
     latencies_us.sort_unstable();
     ensure!(!latencies_us.is_empty(), "{name}: no operation finished");
     Ok(Outcome {
@@ -202,9 +212,10 @@ fn finish(
         count: latencies_us.len() as u64,
         elapsed,
         latencies_us,
-        server_cpu_secs: end.server - cpu.server,
-        client_cpu_secs: end.client - cpu.client,
-        database_cpu_secs: end.database.zip(cpu.database).map(|(end, start)| end - start),
+        server_cpu_secs: end.server - start.server,
+        client_cpu_secs: end.client - start.client,
+        database_cpu_secs: end.database.zip(start.database).map(|(end, start)| end - start),
+        written_bytes: end.written.zip(start.written).map(|(end, start)| end - start),
         target_rate,
         lags_us: Vec::new(),
     })

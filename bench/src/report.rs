@@ -67,14 +67,25 @@ impl Report {
             s.data_dir
         );
         println!(
-            "{:<34} {:>8} {:>9} {:>8} {:>8} {:>8} {:>10} {:>8} {:>9} {:>9}",
-            "run", "count", "ops/s", "p50 ms", "p99 ms", "max ms", "srv µs/op", "srv cpu", "cli cpu", "db µs/op"
+            "{:<34} {:>8} {:>9} {:>8} {:>8} {:>8} {:>10} {:>8} {:>9} {:>9} {:>9}",
+            "run",
+            "count",
+            "ops/s",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "srv µs/op",
+            "srv cpu",
+            "cli cpu",
+            "db µs/op",
+            "KiB/op"
         );
         let growth_runs = self.growth.iter().flat_map(|g| g.runs.iter());
         for o in self.runs.iter().chain(growth_runs) {
             let database = o.database_cpu_us_per_op().map_or("—".to_owned(), |us| format!("{us:.0}"));
+            let written = o.written_kib_per_op().map_or("—".to_owned(), |kib| format!("{kib:.1}"));
             println!(
-                "{:<34} {:>8} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>10.0} {:>8.2} {:>9.2} {:>9}",
+                "{:<34} {:>8} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>10.0} {:>8.2} {:>9.2} {:>9} {:>9}",
                 o.name,
                 o.count,
                 o.per_sec(),
@@ -85,6 +96,7 @@ impl Report {
                 o.server_cores(),
                 o.client_cpu_secs / o.elapsed.as_secs_f64().max(1e-9),
                 database,
+                written,
             );
         }
         let growth_runs = self.growth.iter().flat_map(|g| g.runs.iter());
@@ -104,7 +116,8 @@ impl Report {
         }
         println!(
             "srv µs/op: the server process's CPU time per operation; srv/cli cpu: cores the server / the clients kept busy; \
-             db µs/op: PostgreSQL's processes' CPU time per operation (SQLite's is in the server's)"
+             db µs/op: PostgreSQL's processes' CPU time per operation (SQLite's is in the server's); \
+             KiB/op: what the server and the database's processes sent to storage per operation"
         );
         println!(
             "ceilings (one thread): ring P-256 verify {:.0}/s, SQLite single-row commit {:.0}/s",
@@ -139,6 +152,7 @@ impl Report {
                 "serverCpuUsPerOp": o.server_cpu_us_per_op(),
                 "serverCores": o.server_cores(),
                 "databaseCpuUsPerOp": o.database_cpu_us_per_op(),
+                "writtenKibPerOp": o.written_kib_per_op(),
                 "clientCores": o.client_cpu_secs / o.elapsed.as_secs_f64().max(1e-9),
             })
         };

@@ -3,7 +3,8 @@
 //! `countersign` binary would have), and [`ServerProcess`] starts and
 //! watches that child from the benchmark, which holds only the clients.
 
-use std::io::{BufRead, BufReader};
+use std::cell::Cell;
+use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -127,15 +128,36 @@ impl Watched {
     /// and its children now alive (the server's pooled connections stay
     /// open, so their backends live through a run).
     pub fn database_cpu_secs(&self) -> Result<Option<f64>> {
+        self.sum_over_database(ProcStats::cpu_secs)
+    }
+
+    /// Bytes the server and the database's processes sent to storage so far
+    /// (as [`ProcStats::written_bytes`]); `None` when a database process's
+    /// count is not ours to read (another user's): unknown, not smaller.
+    pub fn written_bytes(&self) -> Result<Option<f64>> {
+        let denied = Cell::new(false);
+        let database = self.sum_over_database(|pid| match ProcStats::written_bytes(pid) {
+            Ok(bytes) => Ok(bytes as f64),
+            Err(e) if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied) => {
+                denied.set(true);
+                Ok(0.0)
+            }
+            Err(e) => Err(e),
+        })?;
+        let server = ProcStats::written_bytes(self.server)? as f64;
+        Ok((!denied.get()).then(|| server + database.unwrap_or(0.0)))
+    }
+
+    fn sum_over_database(&self, read: impl Fn(u32) -> Result<f64>) -> Result<Option<f64>> {
         let Some(postmaster) = self.postmaster else { return Ok(None) };
         let mut total = 0.0;
         for entry in std::fs::read_dir("/proc")? {
             let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
             // A process may end between listing and reading: skip it.
             if (pid == postmaster || ProcStats::parent(pid).ok() == Some(postmaster))
-                && let Ok(secs) = ProcStats::cpu_secs(pid)
+                && let Ok(value) = read(pid)
             {
-                total += secs;
+                total += value;
             }
         }
         Ok(Some(total))
@@ -180,6 +202,17 @@ impl ProcStats {
     pub fn cpu_secs(pid: u32) -> Result<f64> {
         // utime and stime are fields 14 and 15.
         Ok((Self::stat_field(pid, 14)? + Self::stat_field(pid, 15)?) as f64 / 100.0)
+    }
+
+    /// Bytes the process caused to be sent to storage so far
+    /// (`write_bytes` of `/proc/<pid>/io`): counted when a page of a file
+    /// is first dirtied, so what the disk must take, not every `write`
+    /// (rewriting a page not yet written out counts once; sockets never).
+    pub fn written_bytes(pid: u32) -> Result<u64> {
+        let path = format!("/proc/{pid}/io");
+        let io = std::fs::read_to_string(&path)?;
+        let value = io.lines().find_map(|l| l.strip_prefix("write_bytes:")).context("write_bytes in /proc io")?;
+        Ok(value.trim().parse()?)
     }
 
     /// The process's parent (field 4 of `/proc/<pid>/stat`).

@@ -239,10 +239,10 @@ fn operator_from(r: &Row) -> StorageResult<Operator> {
 }
 
 /// The risk engine's counts for card `c` (`$1` finds it, `$2`–`$5` are
-/// [`activity_params`]). Each count stops at its limit, and the low-value
-/// tally reads only exempt purchases since the last approved challenge
-/// (two indexes), so none grows with the card's history. One statement:
-/// the figures come from one snapshot.
+/// [`ActivityArgs`]). Each count stops at its limit, and the low-value
+/// tally reads only purchases since the last approved challenge (the
+/// card's history index carries its columns), so none grows with the
+/// card's history. One statement: the figures come from one snapshot.
 const ACTIVITY: &str = "\
     (SELECT COUNT(*) FROM (SELECT 1 FROM authentications a WHERE a.card_id = c.id AND a.trans_status = 'Y' \
         LIMIT $4) y), \

@@ -355,29 +355,36 @@ fn insert_audit(conn: &Connection, e: &AuditEvent) -> rusqlite::Result<()> {
 /// `LIMIT` inside), and the low-value tally reads only exempt purchases
 /// since the last approved challenge (two indexes), so none grows with the
 /// card's history.
-fn card_activity(c: &Connection, card_id: &str, q: &HistoryQuery) -> rusqlite::Result<CardActivity> {
-    // The limits are written into the SQL, not bound: SQLite re-prepares a
-    // statement each time a LIMIT parameter is bound. They come from the
-    // configuration, so each statement is still prepared once.
-    let authenticated: i64 = c
-        .prepare_cached(&format!(
+/// The risk engine's three reads of a card's history (`?1` the card): its
+/// authenticated purchases, up to `authenticated_up_to`; its purchases
+/// since `?2`, up to `recent_up_to`; its low-value tally in currency `?2`
+/// since its last approved challenge. The limits are written into the SQL,
+/// not bound: SQLite re-prepares a statement each time a LIMIT parameter is
+/// bound. They come from the configuration, so each statement is still
+/// prepared once.
+fn card_history_sql(q: &HistoryQuery) -> [String; 3] {
+    [
+        format!(
             "SELECT COUNT(*) FROM (SELECT 1 FROM authentications WHERE card_id = ?1 AND trans_status = 'Y' LIMIT {})",
             q.authenticated_up_to
-        ))?
-        .query_row([card_id], |r| r.get(0))?;
-    let recent: i64 = c
-        .prepare_cached(&format!(
+        ),
+        format!(
             "SELECT COUNT(*) FROM (SELECT 1 FROM authentications WHERE card_id = ?1 AND created_at >= ?2 LIMIT {})",
             q.recent_up_to
-        ))?
-        .query_row(params![card_id, q.recent_since], |r| r.get(0))?;
-    let (low_value_count, low_value_sum): (i64, i64) = c
-        .prepare_cached(
-            "SELECT COUNT(*), COALESCE(SUM(amount_minor), 0) FROM authentications \
-             WHERE card_id = ?1 AND low_value_exempt = 1 AND currency = ?2 AND created_at > COALESCE( \
-               (SELECT MAX(decided_at) FROM challenges WHERE card_id = ?1 AND state = 'approved'), 0)",
-        )?
-        .query_row(params![card_id, q.currency], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        ),
+        "SELECT COUNT(*), COALESCE(SUM(amount_minor), 0) FROM authentications \
+         WHERE card_id = ?1 AND low_value_exempt = 1 AND currency = ?2 AND created_at > COALESCE( \
+           (SELECT MAX(decided_at) FROM challenges WHERE card_id = ?1 AND state = 'approved'), 0)"
+            .to_owned(),
+    ]
+}
+
+fn card_activity(c: &Connection, card_id: &str, q: &HistoryQuery) -> rusqlite::Result<CardActivity> {
+    let [authenticated, recent, low_value] = card_history_sql(q);
+    let authenticated: i64 = c.prepare_cached(&authenticated)?.query_row([card_id], |r| r.get(0))?;
+    let recent: i64 = c.prepare_cached(&recent)?.query_row(params![card_id, q.recent_since], |r| r.get(0))?;
+    let (low_value_count, low_value_sum): (i64, i64) =
+        c.prepare_cached(&low_value)?.query_row(params![card_id, q.currency], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(CardActivity {
         authenticated: authenticated as u64,
         recent: recent as u32,
@@ -1608,5 +1615,38 @@ impl Storage for SqliteStorage {
 impl From<rusqlite::Error> for StorageError {
     fn from(e: rusqlite::Error) -> Self {
         classify(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What SQLite plans to do for `sql` (its parameters NULL), a step a line.
+    fn plan(c: &Connection, sql: &str) -> String {
+        let mut statement = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
+        let steps = statement.query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3)).unwrap();
+        steps.collect::<rusqlite::Result<Vec<_>>>().unwrap().join("\n")
+    }
+
+    /// Every AReq reads its card's history, so each read must find the
+    /// card's purchases through an index, never by scanning them all, and
+    /// the low-value tally from the index alone.
+    #[test]
+    fn a_cards_history_is_read_through_one_index() {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrations::migrate(&mut c, 0, latest_version()).unwrap();
+        let q = HistoryQuery { currency: 978, recent_since: 0, authenticated_up_to: 3, recent_up_to: 10 };
+        let plans = card_history_sql(&q).map(|sql| plan(&c, &sql));
+        for p in &plans {
+            assert!(p.contains("SEARCH authentications USING") && p.contains("INDEX authentications_by_card"), "{p}");
+            assert!(!p.contains("SCAN authentications"), "{p}");
+        }
+        assert!(
+            plans[2].contains("COVERING INDEX authentications_by_card (card_id=? AND created_at>?)"),
+            "{}",
+            plans[2]
+        );
     }
 }
