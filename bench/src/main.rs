@@ -80,6 +80,11 @@ struct Args {
     /// closed-loop rate just measured.
     #[arg(long, default_value_t = 0.5)]
     rate_share: f64,
+    /// More fixed-rate runs of scenario 1, at these shares of its
+    /// closed-loop rate (comma-separated, e.g. `0.25,0.75,0.9`): p99
+    /// against load. The growth runs keep `--rate-share`.
+    #[arg(long, value_delimiter = ',')]
+    sweep: Vec<f64>,
     /// Pending one-time codes preloaded for scenario 3.
     #[arg(long, default_value_t = 10_000)]
     codes: usize,
@@ -231,10 +236,15 @@ async fn run(args: &Args) -> Result<()> {
     if args.runs(Scenario::Frictionless) {
         eprintln!("1 frictionless…");
         let max_rate = scenarios::frictionless(&bench, &cards, watched, FRICTIONLESS, c, secs, max).await?;
-        let rate = (max_rate.per_sec() * args.rate_share).max(1.0);
+        let at_share = |share: f64| (max_rate.per_sec() * share).max(1.0);
+        let rate = at_share(args.rate_share);
+        let mut rates = vec![rate];
+        rates.extend(args.sweep.iter().filter(|&&share| share != args.rate_share).map(|&share| at_share(share)));
         runs.push(max_rate);
-        let name = format!("1 frictionless at {rate:.0}/s");
-        runs.push(scenarios::frictionless_at_rate(&bench, &cards, watched, &name, rate, secs, max).await?);
+        for rate in rates {
+            let name = format!("1 frictionless at {rate:.0}/s");
+            runs.push(scenarios::frictionless_at_rate(&bench, &cards, watched, &name, rate, secs, max).await?);
+        }
         fixed = Some(rate);
     }
     if args.runs(Scenario::Push) {
