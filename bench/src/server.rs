@@ -3,7 +3,6 @@
 //! `countersign` binary would have), and [`ServerProcess`] starts and
 //! watches that child from the benchmark, which holds only the clients.
 
-use std::cell::Cell;
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -133,35 +132,40 @@ impl Watched {
 
     /// Bytes the server and the database's processes sent to storage so far
     /// (as [`ProcStats::written_bytes`]); `None` when a database process's
-    /// count is not ours to read (another user's): unknown, not smaller.
+    /// count is not ours to read.
     pub fn written_bytes(&self) -> Result<Option<f64>> {
-        let denied = Cell::new(false);
-        let database = self.sum_over_database(|pid| match ProcStats::written_bytes(pid) {
-            Ok(bytes) => Ok(bytes as f64),
-            Err(e) if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied) => {
-                denied.set(true);
-                Ok(0.0)
-            }
-            Err(e) => Err(e),
-        })?;
         let server = ProcStats::written_bytes(self.server)? as f64;
-        Ok((!denied.get()).then(|| server + database.unwrap_or(0.0)))
+        if self.postmaster.is_none() {
+            return Ok(Some(server));
+        }
+        let database = self.sum_over_database(|pid| Ok(ProcStats::written_bytes(pid)? as f64))?;
+        Ok(database.map(|database| server + database))
     }
 
+    /// `read` summed over the database's processes now alive; `None`
+    /// without processes of its own, or when one is not ours to read
+    /// (another user's): unknown, not smaller. A process that ends between
+    /// listing and reading is skipped.
     fn sum_over_database(&self, read: impl Fn(u32) -> Result<f64>) -> Result<Option<f64>> {
         let Some(postmaster) = self.postmaster else { return Ok(None) };
         let mut total = 0.0;
         for entry in std::fs::read_dir("/proc")? {
             let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-            // A process may end between listing and reading: skip it.
-            if (pid == postmaster || ProcStats::parent(pid).ok() == Some(postmaster))
-                && let Ok(value) = read(pid)
-            {
-                total += value;
+            if pid != postmaster && ProcStats::parent(pid).ok() != Some(postmaster) {
+                continue;
+            }
+            match read(pid) {
+                Ok(value) => total += value,
+                Err(e) if denied(&e) => return Ok(None),
+                Err(_) => {}
             }
         }
         Ok(Some(total))
     }
+}
+
+fn denied(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied)
 }
 
 /// The postmaster of the PostgreSQL cluster listening on `port` on this
