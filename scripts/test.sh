@@ -30,7 +30,9 @@ echo "== tests"
 cargo test --workspace --locked
 # The end-to-end suites again over PostgreSQL (its pages in Chromium are the same over either: once is enough).
 COUNTERSIGN_TEST_BACKEND=postgres cargo test --locked -p countersign-tests --test e2e -- --skip browser_
-cargo run -q --locked -p countersign-bench -- --smoke
+# The benchmark's smoke run (never asserts a speed), repeated and with a
+# sweep so that the medians and the extra fixed-rate runs are exercised too.
+cargo run -q --locked -p countersign-bench -- --smoke --repeat 2 --sweep 0.25
 
 # The running server against its OpenAPI document (schemathesis).
 scripts/test-api-fuzz.sh

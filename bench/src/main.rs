@@ -14,11 +14,13 @@
 //! authentications. In the same run it measures two ceilings on one thread
 //! — raw `ring` P-256 verifications and raw SQLite single-row commits per
 //! second — and reports the server process's own CPU time and peak RSS.
+//! `--repeat` does it all again on fresh databases and reports medians.
 
 mod ceilings;
 mod client;
 mod growth;
 mod load;
+mod medians;
 #[path = "../../server/tests/support/postgres.rs"]
 #[allow(dead_code)]
 mod postgres;
@@ -30,7 +32,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use clap::{Parser, Subcommand, ValueEnum};
 use countersign_server::App;
 use countersign_server::clock::{Clock, SystemClock};
@@ -80,6 +82,11 @@ struct Args {
     /// closed-loop rate just measured.
     #[arg(long, default_value_t = 0.5)]
     rate_share: f64,
+    /// Runs everything this many times, each on a fresh database and
+    /// server, then prints each run's median and range over them (the
+    /// figures in docs/benchmarks.md are medians of three).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
     /// More fixed-rate runs of scenario 1, at these shares of its
     /// closed-loop rate (comma-separated, e.g. `0.25,0.75,0.9`): p99
     /// against load. The growth runs keep `--rate-share`.
@@ -170,7 +177,7 @@ fn main() {
         Some(Command::Serve { dir, database_url, connections }) => {
             runtime.block_on(server::serve(dir, database_url, *connections))
         }
-        None => runtime.block_on(run(&args)),
+        None => runtime.block_on(bench(&args)),
     };
     if let Err(e) = result {
         eprintln!("countersign-bench: {e:#}");
@@ -190,8 +197,40 @@ fn postmaster(store: &Store) -> Result<Option<u32>> {
     }
 }
 
-async fn run(args: &Args) -> Result<()> {
+/// The benchmark, `--repeat` times; each repetition's table, then (for
+/// more than one) the medians; the JSON file holds it all.
+async fn bench(args: &Args) -> Result<()> {
     let started = Instant::now();
+    ensure!(
+        args.repeat == 1 || args.postgres_url.is_none(),
+        "--repeat needs an empty database each time: not with --postgres-url"
+    );
+    let mut reports = Vec::new();
+    for i in 1..=args.repeat {
+        if args.repeat > 1 {
+            eprintln!("repetition {i} of {}…", args.repeat);
+        }
+        let report = run(args).await?;
+        report.print();
+        reports.push(report);
+    }
+    let json = match reports.as_slice() {
+        [one] => one.json(),
+        all => {
+            medians::print(all);
+            medians::json(all)
+        }
+    };
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&json)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// One repetition: a fresh database and server, every run chosen.
+async fn run(args: &Args) -> Result<Report> {
     let dir = match &args.data_dir {
         Some(parent) => tempfile::tempdir_in(parent).with_context(|| format!("a directory in {}", parent.display()))?,
         None => tempfile::tempdir()?,
@@ -293,12 +332,5 @@ async fn run(args: &Args) -> Result<()> {
 
     let peak_rss_kb = ProcStats::status_kb(watched.server, "VmHWM")?;
     server.stop().context("stopping the server process")?;
-    let report = Report { args: report::Settings::of(args), ceilings, runs, growth, peak_rss_kb };
-    report.print();
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report.json())?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
-    Ok(())
+    Ok(Report { args: report::Settings::of(args), ceilings, runs, growth, peak_rss_kb })
 }

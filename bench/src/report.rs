@@ -128,7 +128,7 @@ impl Report {
 
     /// Each run at this size with its p99 over the same run's on the empty
     /// database (growth runs are named after it, " @size" added).
-    fn p99_against_empty<'a>(&'a self, g: &'a Growth) -> impl Iterator<Item = (&'a Outcome, f64)> + 'a {
+    pub fn p99_against_empty<'a>(&'a self, g: &'a Growth) -> impl Iterator<Item = (&'a Outcome, f64)> + 'a {
         g.runs.iter().filter_map(move |o| {
             let base_name = o.name.strip_suffix(&format!(" @{}", g.stored))?;
             let base = self.runs.iter().find(|b| b.name == base_name)?;

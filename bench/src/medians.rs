@@ -1,0 +1,147 @@
+//! Medians over repetitions of the whole benchmark (`--repeat`): on a
+//! machine shared with others one run says little; the median of a few,
+//! with their range, is what `docs/benchmarks.md` reports.
+
+use serde_json::{Value, json};
+
+use crate::load::Outcome;
+use crate::report::Report;
+
+/// A figure's median over the repetitions and its range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// `None` for no values.
+    pub fn of(mut values: Vec<f64>) -> Option<Self> {
+        values.sort_by(f64::total_cmp);
+        let (&min, &max) = (values.first()?, values.last()?);
+        let mid = values.len() / 2;
+        let median = if values.len() % 2 == 1 { values[mid] } else { (values[mid - 1] + values[mid]) / 2.0 };
+        Some(Self { median, min, max })
+    }
+
+    fn json(&self) -> Value {
+        json!({ "median": self.median, "min": self.min, "max": self.max })
+    }
+}
+
+/// One run (same place in every repetition) summarised over them all.
+pub struct MedianRun {
+    pub name: String,
+    pub per_sec: Spread,
+    pub p50_ms: Spread,
+    pub p99_ms: Spread,
+    pub server_cpu_us_per_op: Spread,
+    pub written_kib_per_op: Option<Spread>,
+    /// A growth run's p99 over the empty database's, per repetition.
+    pub p99_against_empty: Option<Spread>,
+}
+
+/// The runs of each report, in order (the empty database's, then each
+/// size's), with each growth run's p99 over the empty database's.
+fn runs_of(report: &Report) -> Vec<(&Outcome, Option<f64>)> {
+    let empty = report.runs.iter().map(|o| (o, None));
+    let grown = report.growth.iter().flat_map(|g| {
+        g.runs.iter().map(|o| {
+            let ratio = report.p99_against_empty(g).find(|(r, _)| std::ptr::eq(*r, o)).map(|(_, ratio)| ratio);
+            (o, ratio)
+        })
+    });
+    empty.chain(grown).collect()
+}
+
+/// A fixed-rate run's rate differs between repetitions (it is a share of
+/// that repetition's closed-loop rate), so its name says "fixed rate".
+fn stable_name(o: &Outcome) -> String {
+    match o.target_rate {
+        Some(rate) => o.name.replace(&format!("at {rate:.0}/s"), "at the fixed rate"),
+        None => o.name.clone(),
+    }
+}
+
+/// Each run's medians over `reports`, which ran the same runs in the same
+/// order (the same arguments).
+pub fn medians(reports: &[Report]) -> Vec<MedianRun> {
+    let all: Vec<_> = reports.iter().map(runs_of).collect();
+    let Some(first) = all.first() else { return Vec::new() };
+    (0..first.len())
+        .map(|i| {
+            let spread = |f: &dyn Fn(&Outcome) -> f64| {
+                Spread::of(all.iter().map(|runs| f(runs[i].0)).collect()).expect("a repetition at least")
+            };
+            MedianRun {
+                name: stable_name(first[i].0),
+                per_sec: spread(&Outcome::per_sec),
+                p50_ms: spread(&|o| o.percentile_ms(50.0)),
+                p99_ms: spread(&|o| o.percentile_ms(99.0)),
+                server_cpu_us_per_op: spread(&Outcome::server_cpu_us_per_op),
+                written_kib_per_op: all
+                    .iter()
+                    .map(|runs| runs[i].0.written_kib_per_op())
+                    .collect::<Option<Vec<_>>>()
+                    .and_then(Spread::of),
+                p99_against_empty: Spread::of(all.iter().filter_map(|runs| runs[i].1).collect()),
+            }
+        })
+        .collect()
+}
+
+pub fn print(reports: &[Report]) {
+    println!();
+    println!("medians of {} repetitions (range in brackets)", reports.len());
+    println!(
+        "{:<40} {:>22} {:>8} {:>20} {:>10} {:>8} {:>18}",
+        "run", "ops/s", "p50 ms", "p99 ms", "srv µs/op", "KiB/op", "p99 ÷ empty"
+    );
+    for m in medians(reports) {
+        let range = |s: Spread, digits: usize| format!("{:.digits$} ({:.digits$}–{:.digits$})", s.median, s.min, s.max);
+        println!(
+            "{:<40} {:>22} {:>8.2} {:>20} {:>10.0} {:>8} {:>18}",
+            m.name,
+            range(m.per_sec, 0),
+            m.p50_ms.median,
+            range(m.p99_ms, 1),
+            m.server_cpu_us_per_op.median,
+            m.written_kib_per_op.map_or("—".to_owned(), |s| format!("{:.1}", s.median)),
+            m.p99_against_empty.map_or(String::new(), |s| range(s, 2)),
+        );
+    }
+}
+
+pub fn json(reports: &[Report]) -> Value {
+    let medians: Vec<Value> = medians(reports)
+        .iter()
+        .map(|m| {
+            json!({
+                "name": m.name,
+                "perSec": m.per_sec.json(),
+                "p50Ms": m.p50_ms.json(),
+                "p99Ms": m.p99_ms.json(),
+                "serverCpuUsPerOp": m.server_cpu_us_per_op.json(),
+                "writtenKibPerOp": m.written_kib_per_op.map(|s| s.json()),
+                "p99AgainstEmpty": m.p99_against_empty.map(|s| s.json()),
+            })
+        })
+        .collect();
+    json!({
+        "repetitions": reports.iter().map(Report::json).collect::<Vec<_>>(),
+        "medians": medians,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spread_is_the_middle_value_or_the_mean_of_the_two_middle_ones() {
+        assert_eq!(Spread::of(vec![]), None);
+        assert_eq!(Spread::of(vec![3.0, 1.0, 2.0]), Some(Spread { median: 2.0, min: 1.0, max: 3.0 }));
+        assert_eq!(Spread::of(vec![4.0, 1.0, 2.0, 10.0]), Some(Spread { median: 3.0, min: 1.0, max: 10.0 }));
+    }
+}
