@@ -351,10 +351,6 @@ fn insert_audit(conn: &Connection, e: &AuditEvent) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The risk engine's counts for a card; each count stops at its limit (a
-/// `LIMIT` inside), and the low-value tally reads only exempt purchases
-/// since the last approved challenge (two indexes), so none grows with the
-/// card's history.
 /// The risk engine's three reads of a card's history (`?1` the card): its
 /// authenticated purchases, up to `authenticated_up_to`; its purchases
 /// since `?2`, up to `recent_up_to`; its low-value tally in currency `?2`
@@ -379,6 +375,10 @@ fn card_history_sql(q: &HistoryQuery) -> [String; 3] {
     ]
 }
 
+/// The risk engine's counts for a card; each count stops at its limit (a
+/// `LIMIT` inside), and the low-value tally reads only purchases since the
+/// last approved challenge (from the card's history index alone), so none
+/// grows with the card's history.
 fn card_activity(c: &Connection, card_id: &str, q: &HistoryQuery) -> rusqlite::Result<CardActivity> {
     let [authenticated, recent, low_value] = card_history_sql(q);
     let authenticated: i64 = c.prepare_cached(&authenticated)?.query_row([card_id], |r| r.get(0))?;
