@@ -277,11 +277,15 @@ async fn run(args: &Args) -> Result<Report> {
         let max_rate = scenarios::frictionless(&bench, &cards, watched, FRICTIONLESS, c, secs, max).await?;
         let at_share = |share: f64| (max_rate.per_sec() * share).max(1.0);
         let rate = at_share(args.rate_share);
-        let mut rates = vec![rate];
-        rates.extend(args.sweep.iter().filter(|&&share| share != args.rate_share).map(|&share| at_share(share)));
+        // The sweep's runs say their share: their rates differ between
+        // repetitions, and the medians group runs by name without them.
+        let mut named = vec![(rate, format!("1 frictionless at {rate:.0}/s"))];
+        for &share in args.sweep.iter().filter(|&&share| share != args.rate_share) {
+            let rate = at_share(share);
+            named.push((rate, format!("1 frictionless at {rate:.0}/s ({:.0} %)", share * 100.0)));
+        }
         runs.push(max_rate);
-        for rate in rates {
-            let name = format!("1 frictionless at {rate:.0}/s");
+        for (rate, name) in named {
             runs.push(scenarios::frictionless_at_rate(&bench, &cards, watched, &name, rate, secs, max).await?);
         }
         fixed = Some(rate);

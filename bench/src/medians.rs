@@ -56,7 +56,8 @@ fn runs_of(report: &Report) -> Vec<(&Outcome, Option<f64>)> {
 }
 
 /// A fixed-rate run's rate differs between repetitions (it is a share of
-/// that repetition's closed-loop rate), so its name says "fixed rate".
+/// that repetition's closed-loop rate), so its name says "at the fixed
+/// rate" instead.
 fn stable_name(o: &Outcome) -> String {
     match o.target_rate {
         Some(rate) => o.name.replace(&format!("at {rate:.0}/s"), "at the fixed rate"),
@@ -71,8 +72,10 @@ pub fn medians(reports: &[Report]) -> Vec<MedianRun> {
     let Some(first) = all.first() else { return Vec::new() };
     (0..first.len())
         .map(|i| {
+            // The same arguments make the same runs in every repetition.
+            let at_i = || all.iter().filter_map(|runs| runs.get(i));
             let spread = |f: &dyn Fn(&Outcome) -> f64| {
-                Spread::of(all.iter().map(|runs| f(runs[i].0)).collect()).expect("a repetition at least")
+                Spread::of(at_i().map(|(o, _)| f(o)).collect()).expect("the first repetition has it")
             };
             MedianRun {
                 name: stable_name(first[i].0),
@@ -80,12 +83,11 @@ pub fn medians(reports: &[Report]) -> Vec<MedianRun> {
                 p50_ms: spread(&|o| o.percentile_ms(50.0)),
                 p99_ms: spread(&|o| o.percentile_ms(99.0)),
                 server_cpu_us_per_op: spread(&Outcome::server_cpu_us_per_op),
-                written_kib_per_op: all
-                    .iter()
-                    .map(|runs| runs[i].0.written_kib_per_op())
+                written_kib_per_op: at_i()
+                    .map(|(o, _)| o.written_kib_per_op())
                     .collect::<Option<Vec<_>>>()
                     .and_then(Spread::of),
-                p99_against_empty: Spread::of(all.iter().filter_map(|runs| runs[i].1).collect()),
+                p99_against_empty: Spread::of(at_i().filter_map(|(_, ratio)| *ratio).collect()),
             }
         })
         .collect()
