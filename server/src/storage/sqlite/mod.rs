@@ -4,6 +4,7 @@ pub mod backup;
 mod migrations;
 mod pool;
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -358,20 +359,22 @@ fn insert_audit(conn: &Connection, e: &AuditEvent) -> rusqlite::Result<()> {
 /// not bound: SQLite re-prepares a statement each time a LIMIT parameter is
 /// bound. They come from the configuration, so each statement is still
 /// prepared once.
-fn card_history_sql(q: &HistoryQuery) -> [String; 3] {
+fn card_history_sql(q: &HistoryQuery) -> [Cow<'static, str>; 3] {
     [
         format!(
             "SELECT COUNT(*) FROM (SELECT 1 FROM authentications WHERE card_id = ?1 AND trans_status = 'Y' LIMIT {})",
             q.authenticated_up_to
-        ),
+        )
+        .into(),
         format!(
             "SELECT COUNT(*) FROM (SELECT 1 FROM authentications WHERE card_id = ?1 AND created_at >= ?2 LIMIT {})",
             q.recent_up_to
-        ),
+        )
+        .into(),
         "SELECT COUNT(*), COALESCE(SUM(amount_minor), 0) FROM authentications \
          WHERE card_id = ?1 AND low_value_exempt = 1 AND currency = ?2 AND created_at > COALESCE( \
            (SELECT MAX(decided_at) FROM challenges WHERE card_id = ?1 AND state = 'approved'), 0)"
-            .to_owned(),
+            .into(),
     ]
 }
 
