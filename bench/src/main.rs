@@ -217,8 +217,9 @@ async fn bench(args: &Args) -> Result<()> {
     let json = match reports.as_slice() {
         [one] => one.json(),
         all => {
-            medians::print(all);
-            medians::json(all)
+            let medians = medians::medians(all);
+            medians::print(&medians, all.len());
+            medians::json(all, &medians)
         }
     };
     if let Some(path) = &args.json {

@@ -93,14 +93,15 @@ pub fn medians(reports: &[Report]) -> Vec<MedianRun> {
         .collect()
 }
 
-pub fn print(reports: &[Report]) {
+/// The table of `medians` over `repetitions` repetitions.
+pub fn print(medians: &[MedianRun], repetitions: usize) {
     println!();
-    println!("medians of {} repetitions (range in brackets)", reports.len());
+    println!("medians of {repetitions} repetitions (range in brackets)");
     println!(
         "{:<40} {:>22} {:>8} {:>20} {:>10} {:>8} {:>18}",
         "run", "ops/s", "p50 ms", "p99 ms", "srv µs/op", "KiB/op", "p99 ÷ empty"
     );
-    for m in medians(reports) {
+    for m in medians {
         let range = |s: Spread, digits: usize| format!("{:.digits$} ({:.digits$}–{:.digits$})", s.median, s.min, s.max);
         println!(
             "{:<40} {:>22} {:>8.2} {:>20} {:>10.0} {:>8} {:>18}",
@@ -115,8 +116,9 @@ pub fn print(reports: &[Report]) {
     }
 }
 
-pub fn json(reports: &[Report]) -> Value {
-    let medians: Vec<Value> = medians(reports)
+/// Every repetition's report, and the medians over them.
+pub fn json(reports: &[Report], medians: &[MedianRun]) -> Value {
+    let medians: Vec<Value> = medians
         .iter()
         .map(|m| {
             json!({
