@@ -532,7 +532,6 @@ impl CallbackReceiver {
     }
 }
 
-/// The first run of exactly six digits in `text`.
 /// `value` (base64) with its first character changed: a different value of
 /// the same length and alphabet, whatever character it started with.
 pub fn forged(value: &str) -> String {
@@ -540,6 +539,7 @@ pub fn forged(value: &str) -> String {
     format!("{first}{}", &value[1..])
 }
 
+/// The first run of exactly six digits in `text`.
 pub fn six_digits(text: &str) -> Option<String> {
     let chars: Vec<char> = text.chars().collect();
     (0..chars.len()).find_map(|i| {
@@ -564,8 +564,9 @@ where
     panic!("timed out waiting for {what}");
 }
 
-/// A secret and how to look for it: digits must stand alone (not inside a
-/// longer number such as a timestamp), anything else as a plain substring.
+/// A secret and how to look for it: digits must stand alone, not inside a
+/// longer run of letters and digits (a timestamp, a hex id or hash, where
+/// any six digits turn up by chance), anything else as a plain substring.
 pub struct Secret {
     pub what: &'static str,
     pub value: String,
@@ -583,8 +584,8 @@ pub fn leaks(text: &str, secret: &Secret) -> bool {
         return text.contains(value);
     }
     text.match_indices(value).any(|(at, _)| {
-        let before = text[..at].chars().next_back().is_some_and(|c| c.is_ascii_digit());
-        let after = text[at + value.len()..].chars().next().is_some_and(|c| c.is_ascii_digit());
+        let before = text[..at].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric());
+        let after = text[at + value.len()..].chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
         !before && !after
     })
 }
