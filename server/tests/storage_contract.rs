@@ -1530,8 +1530,22 @@ async fn the_message_outbox_lists_newest_first(db: Db) {
     assert_eq!(s.outbox_messages(1).await.unwrap(), std::slice::from_ref(sms));
 }
 
+/// Appends `line`: with the purchase it is about, if it is about one (as
+/// every such line is: an AReq's, an ending's, a code's).
+async fn append_line(s: &dyn Storage, line: AuditEvent) {
+    match &line.acs_trans_id {
+        Some(acs) => {
+            let authentication = authentication(acs, line.card_id.as_deref(), line.at);
+            let new = NewAuthentication { authentication, challenge: None, audit: line };
+            s.record_authentication(&new).await.unwrap();
+        }
+        None => s.append_audit(&line).await.unwrap(),
+    }
+}
+
 async fn audit_lines_are_kept_in_order_and_filtered(db: Db) {
     let s = &*db.s;
+    shop_with_cards(s, &["card-1", "card-2"]).await;
     for (i, (card, acs)) in
         [(Some("card-1"), Some("acs-1")), (Some("card-2"), None), (Some("card-1"), Some("acs-2")), (None, None)]
             .into_iter()
@@ -1543,7 +1557,7 @@ async fn audit_lines_are_kept_in_order_and_filtered(db: Db) {
         e.challenge_id = Some(format!("ch-{i}"));
         e.device_id = (i == 0).then(|| "dev-1".to_owned());
         e.detail = json!({ "i": i, "nested": { "list": [true, "ü", 1.5] } });
-        s.append_audit(&e).await.unwrap();
+        append_line(s, e).await;
     }
     let all = all_audit(s).await;
     assert_eq!(kinds(&all), ["kind.0", "kind.1", "kind.2", "kind.3"]);
@@ -1577,6 +1591,43 @@ async fn audit_lines_are_kept_in_order_and_filtered(db: Db) {
     let after = AuditFilter { after_id: Some(first[1].id), ..every.clone() };
     assert_eq!(search(after.clone()).await, "kind.2 kind.3");
     assert_eq!(search(AuditFilter { card_id: Some("card-1".into()), ..after }).await, "kind.2");
+}
+
+/// A search by card finds the lines about it whether or not they are
+/// about a purchase (those about one are found through it), in the order
+/// appended, and pages across both.
+async fn audit_lines_about_a_card_are_found_with_or_without_a_purchase(db: Db) {
+    let s = &*db.s;
+    shop_with_cards(s, &["card-1", "card-2"]).await;
+    let line = |i: i64, card: Option<&str>, acs: Option<&str>| {
+        let mut e = AuditEvent::new(NOW + i, &format!("kind.{i}"), "system".into(), "ok");
+        e.card_id = card.map(str::to_owned);
+        e.acs_trans_id = acs.map(str::to_owned);
+        e
+    };
+    append_line(s, line(0, Some("card-1"), Some("acs-1"))).await;
+    append_line(s, line(1, Some("card-1"), None)).await;
+    append_line(s, line(2, Some("card-2"), Some("acs-2"))).await;
+    // More lines about card-1's purchase: one naming no card, one the card.
+    s.append_audit(&line(3, None, Some("acs-1"))).await.unwrap();
+    s.append_audit(&line(4, Some("card-1"), Some("acs-1"))).await.unwrap();
+    append_line(s, line(5, Some("card-2"), None)).await;
+    append_line(s, line(6, Some("card-1"), None)).await;
+
+    let search = |filter: AuditFilter| async move { kinds(&audit_where(s, filter).await).join(" ") };
+    let by_card = |card: &str| AuditFilter { card_id: Some(card.into()), limit: 10, ..AuditFilter::default() };
+    assert_eq!(search(by_card("card-1")).await, "kind.0 kind.1 kind.4 kind.6");
+    assert_eq!(search(by_card("card-2")).await, "kind.2 kind.5");
+    assert_eq!(search(by_card("card-3")).await, "");
+    assert_eq!(search(AuditFilter { acs_trans_id: Some("acs-1".into()), ..by_card("card-1") }).await, "kind.0 kind.4");
+    assert_eq!(
+        search(AuditFilter { from: Some(NOW + 1), until: Some(NOW + 6), ..by_card("card-1") }).await,
+        "kind.1 kind.4"
+    );
+    let first = s.audit_events(&AuditFilter { limit: 2, ..by_card("card-1") }).await.unwrap();
+    assert_eq!(kinds(&first.iter().map(|r| r.event.clone()).collect::<Vec<_>>()), ["kind.0", "kind.1"]);
+    let after = AuditFilter { after_id: Some(first[1].id), ..by_card("card-1") };
+    assert_eq!(search(after).await, "kind.4 kind.6");
 }
 
 fn window_session(acs: &str, token: &str, at: i64) -> WindowSession {
@@ -1811,6 +1862,7 @@ contract!(
     pushes_past_their_deadline_are_found,
     the_message_outbox_lists_newest_first,
     audit_lines_are_kept_in_order_and_filtered,
+    audit_lines_about_a_card_are_found_with_or_without_a_purchase,
     a_window_opens_once_and_its_activity_only_moves_forward,
     challenges_without_or_idle_in_their_window,
     window_sessions_of_ended_purchases_are_deleted,

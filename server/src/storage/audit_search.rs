@@ -11,17 +11,33 @@ pub enum Bound {
     Int(i64),
 }
 
+/// The lines about card `card` (a placeholder): those with no purchase
+/// through the by-card index (which holds only them), those about a purchase
+/// through the card's purchases — every line about a purchase carries the
+/// purchase's card, so the two together are the lines whose `card_id` is
+/// the card. Appending a line about a purchase (every AReq, every ending)
+/// thus writes no by-card index page.
+fn about_card(card: &str) -> String {
+    format!(
+        "id IN (SELECT id FROM audit_events WHERE card_id = {card} AND acs_trans_id IS NULL \
+         UNION ALL SELECT a.id FROM authentications p JOIN audit_events a ON a.acs_trans_id = p.acs_trans_id \
+         WHERE p.card_id = {card} AND a.card_id = {card})"
+    )
+}
+
 /// `SELECT … ORDER BY id LIMIT …` for `filter`, with `placeholder(n)`
 /// spelling the nth (1-based) parameter, and the values to bind.
 pub fn query(columns: &str, filter: &AuditFilter, placeholder: fn(usize) -> String) -> (String, Vec<Bound>) {
     let mut conditions = Vec::new();
     let mut values = Vec::new();
-    let mut add = |condition: &str, value: Bound| {
+    let mut bind = |value: Bound| {
         values.push(value);
-        conditions.push(format!("{condition} {}", placeholder(values.len())));
+        placeholder(values.len())
     };
+    if let Some(card) = &filter.card_id {
+        conditions.push(about_card(&bind(Bound::Text(card.clone()))));
+    }
     let texts = [
-        ("card_id =", &filter.card_id),
         ("acs_trans_id =", &filter.acs_trans_id),
         ("device_id =", &filter.device_id),
         ("actor =", &filter.actor),
@@ -30,17 +46,16 @@ pub fn query(columns: &str, filter: &AuditFilter, placeholder: fn(usize) -> Stri
     ];
     for (condition, value) in texts {
         if let Some(v) = value {
-            add(condition, Bound::Text(v.clone()));
+            conditions.push(format!("{condition} {}", bind(Bound::Text(v.clone()))));
         }
     }
     let ints = [("at >=", filter.from), ("at <", filter.until), ("id >", filter.after_id)];
     for (condition, value) in ints {
         if let Some(v) = value {
-            add(condition, Bound::Int(v));
+            conditions.push(format!("{condition} {}", bind(Bound::Int(v))));
         }
     }
-    values.push(Bound::Int(i64::from(filter.limit.max(1))));
-    let limit = placeholder(values.len());
+    let limit = bind(Bound::Int(i64::from(filter.limit.max(1))));
     let filter = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
     (format!("SELECT {columns} FROM audit_events{filter} ORDER BY id LIMIT {limit}"), values)
 }
@@ -66,8 +81,12 @@ mod tests {
         let (sql, values) = query("id", &filter, |n| format!("?{n}"));
         assert_eq!(
             sql,
-            "SELECT id FROM audit_events WHERE card_id = ?1 AND outcome = ?2 AND at < ?3 AND id > ?4 ORDER BY id LIMIT ?5"
+            format!(
+                "SELECT id FROM audit_events WHERE {} AND outcome = ?2 AND at < ?3 AND id > ?4 ORDER BY id LIMIT ?5",
+                about_card("?1")
+            )
         );
+        assert_eq!(about_card("?1").matches("= ?1").count(), 3, "one value bound, read three times");
         assert_eq!(
             values,
             [Bound::Text("c".into()), Bound::Text("ok".into()), Bound::Int(9), Bound::Int(3), Bound::Int(1)]

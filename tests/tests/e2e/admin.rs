@@ -566,6 +566,53 @@ async fn all_pages(s: &TestServer, query: &str) -> (Vec<(String, Value)>, usize)
     }
 }
 
+/// Every line of the trail, oldest first, but the searches' own lines.
+async fn trail(s: &TestServer, query: &str) -> Vec<Value> {
+    let (status, page) = s.admin(Method::GET, &format!("/v1/admin/audit?limit=1000{query}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let events = page["events"].as_array().unwrap();
+    events.iter().filter(|e| e["kind"] != "audit.searched").cloned().collect()
+}
+
+/// A card's trail holds every line that names it, its purchases' among
+/// them (the AReq's, the push decision's, the code's), whatever path the
+/// search takes to them; and no other card's.
+#[tokio::test]
+async fn a_cards_trail_holds_its_purchases_lines() {
+    let s = TestServer::start().await;
+    let shop = s.create_requestor("shop-1").await;
+    let receiver = CallbackReceiver::start(0).await;
+    let (with_phone, phone) = s.card_with_phone(PAN).await;
+    let (_, ares) = s.areq(&shop, &areq("shop-1", PAN, 2_500, &receiver.url)).await;
+    assert_eq!(ares["transStatus"], "Y", "{ares}");
+    s.challenge(&shop, PAN, &receiver.url).await;
+    let view = phone.call(|c| c.pending_challenges()).await.unwrap().challenges.remove(0);
+    phone.call(move |c| c.decide(&view, Decision::Approve, None)).await.unwrap();
+
+    let with_code = s.create_card(VISA).await;
+    let contacts = json!({"email": EMAIL, "phone": null});
+    let path = format!("/v1/admin/cards/{with_code}/contacts");
+    let (status, body) = s.admin(Method::PUT, &path, Some(contacts)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let acs = s.challenge(&shop, VISA, &receiver.url).await;
+    let code = s.nth_code_to(EMAIL, 1).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let refused = s.window_post(&acs, "code/verify", Some(json!({"code": wrong}))).await;
+    assert_refused(&refused, StatusCode::UNPROCESSABLE_ENTITY, "code_incorrect");
+    let (status, ok) = s.window_post(&acs, "code/verify", Some(json!({"code": code}))).await;
+    assert_eq!(status, StatusCode::OK, "{ok}");
+
+    for (card, purchase_kinds) in
+        [(&with_phone, ["authentication.decided", "challenge.ended"]), (&with_code, ["code.issued", "code.rejected"])]
+    {
+        let naming: Vec<Value> = trail(&s, "").await.into_iter().filter(|e| e["cardId"] == json!(card)).collect();
+        assert_eq!(trail(&s, &format!("&cardId={card}")).await, naming);
+        for kind in purchase_kinds {
+            assert!(naming.iter().any(|e| e["kind"] == kind && e["acsTransId"].is_string()), "no {kind} in {naming:?}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_audit_trail_is_searched_by_card_kind_outcome_and_time_a_page_at_a_time() {
     let s = TestServer::start().await;

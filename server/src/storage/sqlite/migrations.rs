@@ -10,6 +10,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (5, RISK_HISTORY_INDEXES),
     (6, PENDING_CHALLENGE_INDEXES),
     (7, ONE_CARD_HISTORY_INDEX),
+    (8, AUDIT_BY_CARD_WITHOUT_PURCHASE),
 ];
 
 const INITIAL: &str = r#"
@@ -314,6 +315,16 @@ DROP INDEX authentications_low_value;
 DROP INDEX authentications_by_card;
 CREATE INDEX authentications_by_card
     ON authentications (card_id, created_at, low_value_exempt, currency, amount_minor);
+"#;
+
+/// Audit lines about a purchase are found by card through the purchase
+/// (`authentications_by_card`, then `audit_by_transaction`), so the by-card
+/// index holds only lines with no purchase. An AReq and a challenge's end
+/// each append a line about a purchase: neither now writes a page of an
+/// index keyed by card, at a place as random as the card.
+const AUDIT_BY_CARD_WITHOUT_PURCHASE: &str = r#"
+DROP INDEX audit_by_card;
+CREATE INDEX audit_by_card ON audit_events (card_id) WHERE acs_trans_id IS NULL;
 "#;
 
 /// Applies every migration up to `until` not yet applied; returns how many ran.

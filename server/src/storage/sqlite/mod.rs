@@ -1652,4 +1652,24 @@ mod tests {
             plans[2]
         );
     }
+
+    /// A search by card reads the card's lines through indexes, not the
+    /// whole log: its lines with no purchase through `audit_by_card`, the
+    /// others through its purchases; in id order without a sort.
+    #[test]
+    fn an_audit_search_by_card_reads_through_indexes() {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrations::migrate(&mut c, 0, latest_version()).unwrap();
+        let filter = AuditFilter { card_id: Some("card".into()), limit: 10, ..AuditFilter::default() };
+        let p = plan(&c, &audit_search::query(AUDIT_COLUMNS, &filter, |n| format!("?{n}")).0);
+        for step in [
+            "INDEX audit_by_card (card_id=?)",
+            "INDEX authentications_by_card (card_id=?)",
+            "INDEX audit_by_transaction (acs_trans_id=?)",
+            "SEARCH audit_events USING INTEGER PRIMARY KEY (rowid=?)",
+        ] {
+            assert!(p.contains(step), "no {step} in\n{p}");
+        }
+        assert!(!p.contains("SCAN") && !p.contains("TEMP B-TREE FOR ORDER BY"), "{p}");
+    }
 }
