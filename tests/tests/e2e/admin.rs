@@ -586,8 +586,7 @@ async fn a_cards_trail_holds_its_purchases_lines() {
     let (_, ares) = s.areq(&shop, &areq("shop-1", PAN, 2_500, &receiver.url)).await;
     assert_eq!(ares["transStatus"], "Y", "{ares}");
     s.challenge(&shop, PAN, &receiver.url).await;
-    let view = phone.call(|c| c.pending_challenges()).await.unwrap().challenges.remove(0);
-    phone.call(move |c| c.decide(&view, Decision::Approve, None)).await.unwrap();
+    phone.approve_first().await;
 
     let with_code = s.create_card(VISA).await;
     let contacts = json!({"email": EMAIL, "phone": null});

@@ -3,7 +3,6 @@
 //! new key as they are used; once the old key is dropped, what moved keeps
 //! working and what did not is gone.
 
-use countersign_core::protocol::Decision;
 use countersign_server::storage::SecurityQuestion;
 use countersign_server::window::security;
 use reqwest::{Method, StatusCode};
@@ -16,11 +15,6 @@ use crate::support::*;
 const UNUSED_PAN: &str = "4111111111111111";
 /// Registered under the old key, registered again under the new one.
 const AGAIN_PAN: &str = "5555555555554444";
-
-async fn approve(phone: &Phone) {
-    let view = phone.call(|c| c.pending_challenges()).await.unwrap().challenges.remove(0);
-    phone.call(move |c| c.decide(&view, Decision::Approve, None)).await.unwrap();
-}
 
 /// Whether the `n`th callback received carries a valid signature under `secret`.
 fn signed_with(receiver: &CallbackReceiver, n: usize, secret: &str) -> bool {
@@ -72,7 +66,7 @@ async fn a_master_key_rotates_without_losing_lookups() {
     let (value_acs, value) =
         (ares["acsTransID"].as_str().unwrap().to_owned(), ares["authenticationValue"].as_str().unwrap().to_owned());
     s.challenge(&shop, PAN, &receiver.url).await;
-    approve(&phone).await;
+    phone.approve_first().await;
     receiver.wait_for(1).await;
     assert!(signed_with(&receiver, 0, &shop.callback_secret));
     let sealed_under_a = s.app.storage.requestor("shop-1").await.unwrap().unwrap().callback_secret;
@@ -99,7 +93,7 @@ async fn a_master_key_rotates_without_losing_lookups() {
     let (status, body) = s.admin(Method::GET, &format!("/v1/admin/cards/{card}"), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     s.challenge(&shop, PAN, &receiver.url).await;
-    approve(&phone).await;
+    phone.approve_first().await;
     receiver.wait_for(2).await;
     assert!(signed_with(&receiver, 1, &shop.callback_secret), "the callback secret did not change");
 
@@ -124,7 +118,7 @@ async fn a_master_key_rotates_without_losing_lookups() {
     let phone = phone.reconnect(&s.base);
     assert_eq!(s.admin(Method::GET, &format!("/v1/admin/cards/{card}"), None).await.0, StatusCode::OK);
     s.challenge(&shop, PAN, &receiver.url).await;
-    approve(&phone).await;
+    phone.approve_first().await;
     receiver.wait_for(3).await;
     assert!(signed_with(&receiver, 2, &shop.callback_secret));
     let (_, ares) = s.areq(&shop, &areq("shop-1", AGAIN_PAN, 2_500, "http://127.0.0.1:9/notify")).await;

@@ -426,6 +426,12 @@ impl Phone {
         self.client.0.as_ref().and_then(DeviceClient::device_id).expect("the phone has enrolled")
     }
 
+    /// Approves the first challenge waiting for this phone.
+    pub async fn approve_first(&self) {
+        let view = self.call(|c| c.pending_challenges()).await.unwrap().challenges.remove(0);
+        self.call(move |c| c.decide(&view, countersign_core::protocol::Decision::Approve, None)).await.unwrap();
+    }
+
     /// A request signed by hand: `ts` and `nonce` chosen by the test.
     pub fn signed(
         &self,
