@@ -444,6 +444,9 @@ pub struct AuditRecord {
 /// order they were appended, after `after_id`, at most `limit`.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
+    /// Lines naming this card. A line about a purchase is found through
+    /// the purchase (stored purchases are never deleted), so it must name
+    /// the purchase's card, as every flow's line does.
     pub card_id: Option<String>,
     pub acs_trans_id: Option<String>,
     pub device_id: Option<String>,
