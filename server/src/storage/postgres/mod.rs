@@ -557,7 +557,8 @@ fn end_challenge_sql() -> &'static str {
              code_used AS (\
                 UPDATE one_time_codes SET used_at = $3 WHERE $14 AND challenge_id = $1 AND EXISTS (SELECT 1 FROM ended)), \
              failures_cleared AS (\
-                UPDATE cards SET failed_code_attempts = 0 WHERE $14 AND id = (SELECT card_id FROM ended)), \
+                UPDATE cards SET failed_code_attempts = 0 \
+                WHERE $14 AND id = (SELECT card_id FROM ended) AND failed_code_attempts <> 0), \
              audit AS (INSERT INTO audit_events ({AUDIT_INSERT_COLUMNS}) SELECT {} FROM ended) \
              SELECT pg_notify($15, $1) FROM ended",
             placeholders(AUDIT_INSERT_COLUMNS, 16)

@@ -1049,8 +1049,12 @@ impl Storage for SqliteStorage {
             if end.code_verified {
                 tx.prepare_cached("UPDATE one_time_codes SET used_at = ?2 WHERE challenge_id = ?1")?
                     .execute(params![end.challenge_id, end.at])?;
+                // Only when there is something to clear: an update writes
+                // the card's row (a page as random as the card) even when
+                // it sets what is already there.
                 tx.prepare_cached(
-                    "UPDATE cards SET failed_code_attempts = 0 WHERE id = (SELECT card_id FROM challenges WHERE id = ?1)",
+                    "UPDATE cards SET failed_code_attempts = 0 \
+                     WHERE id = (SELECT card_id FROM challenges WHERE id = ?1) AND failed_code_attempts <> 0",
                 )?
                 .execute([&end.challenge_id])?;
             }
