@@ -276,20 +276,12 @@ async fn run(args: &Args) -> Result<Report> {
     if args.runs(Scenario::Frictionless) {
         eprintln!("1 frictionless…");
         let max_rate = scenarios::frictionless(&bench, &cards, watched, FRICTIONLESS, c, secs, max).await?;
-        let at_share = |share: f64| (max_rate.per_sec() * share).max(1.0);
-        let rate = at_share(args.rate_share);
-        // The sweep's runs say their share: their rates differ between
-        // repetitions, and the medians group runs by name without them.
-        let mut named = vec![(rate, format!("1 frictionless at {rate:.0}/s"))];
-        for &share in args.sweep.iter().filter(|&&share| share != args.rate_share) {
-            let rate = at_share(share);
-            named.push((rate, format!("1 frictionless at {rate:.0}/s ({:.0} %)", share * 100.0)));
-        }
+        let named = scenarios::fixed_rates(max_rate.per_sec(), args.rate_share, &args.sweep);
+        fixed = Some(named[0].0);
         runs.push(max_rate);
         for (rate, name) in named {
             runs.push(scenarios::frictionless_at_rate(&bench, &cards, watched, &name, rate, secs, max).await?);
         }
-        fixed = Some(rate);
     }
     if args.runs(Scenario::Push) {
         eprintln!("2 push round trip…");

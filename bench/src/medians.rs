@@ -58,10 +58,10 @@ fn runs_of(report: &Report) -> Vec<(&Outcome, Option<f64>)> {
 /// A fixed-rate run's rate differs between repetitions (it is a share of
 /// that repetition's closed-loop rate), so its name says "at the fixed
 /// rate" instead.
-fn stable_name(o: &Outcome) -> String {
-    match o.target_rate {
-        Some(rate) => o.name.replace(&format!("at {rate:.0}/s"), "at the fixed rate"),
-        None => o.name.clone(),
+fn stable_name(name: &str, target_rate: Option<f64>) -> String {
+    match target_rate {
+        Some(rate) => name.replace(&format!("at {rate:.0}/s"), "at the fixed rate"),
+        None => name.to_owned(),
     }
 }
 
@@ -78,7 +78,7 @@ pub fn medians(reports: &[Report]) -> Vec<MedianRun> {
                 Spread::of(at_i().map(|(o, _)| f(o)).collect()).expect("the first repetition has it")
             };
             MedianRun {
-                name: stable_name(first[i].0),
+                name: stable_name(&first[i].0.name, first[i].0.target_rate),
                 per_sec: spread(&Outcome::per_sec),
                 p50_ms: spread(&|o| o.percentile_ms(50.0)),
                 p99_ms: spread(&|o| o.percentile_ms(99.0)),
@@ -147,5 +147,23 @@ mod tests {
         assert_eq!(Spread::of(vec![]), None);
         assert_eq!(Spread::of(vec![3.0, 1.0, 2.0]), Some(Spread { median: 2.0, min: 1.0, max: 3.0 }));
         assert_eq!(Spread::of(vec![4.0, 1.0, 2.0, 10.0]), Some(Spread { median: 3.0, min: 1.0, max: 10.0 }));
+    }
+
+    /// The medians pair runs by name: every repetition must give scenario
+    /// 1's fixed-rate runs the same names, each its own, whatever rate
+    /// that repetition's closed loop reached.
+    #[test]
+    fn fixed_rate_runs_keep_their_own_names_across_repetitions() {
+        let names = |closed_loop: f64| -> Vec<String> {
+            let runs = crate::scenarios::fixed_rates(closed_loop, 0.5, &[0.25, 0.5, 0.9]);
+            runs.iter().map(|(rate, name)| stable_name(name, Some(*rate))).collect()
+        };
+        let expected = [
+            "1 frictionless at the fixed rate",
+            "1 frictionless at the fixed rate (25 %)",
+            "1 frictionless at the fixed rate (90 %)",
+        ];
+        assert_eq!(names(9_000.0), expected);
+        assert_eq!(names(7_321.0), expected);
     }
 }

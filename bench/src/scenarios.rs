@@ -103,6 +103,22 @@ pub async fn frictionless_at_rate(
     .await
 }
 
+/// Scenario 1's fixed-rate runs, each a rate and a name: first at
+/// `rate_share` of the closed-loop rate just measured (the one the growth
+/// runs keep), then at each other share in `sweep`. The sweep's names say
+/// their share too: their rates differ between repetitions, and the
+/// medians group runs by name without them.
+pub fn fixed_rates(closed_loop: f64, rate_share: f64, sweep: &[f64]) -> Vec<(f64, String)> {
+    let at = |share: f64| (closed_loop * share).max(1.0);
+    let rate = at(rate_share);
+    let mut named = vec![(rate, format!("1 frictionless at {rate:.0}/s"))];
+    for &share in sweep.iter().filter(|&&share| share != rate_share) {
+        let rate = at(share);
+        named.push((rate, format!("1 frictionless at {rate:.0}/s ({:.0} %)", share * 100.0)));
+    }
+    named
+}
+
 /// One card and one enrolled phone per client (a phone answers one
 /// purchase at a time).
 pub async fn push_workers(bench: &Arc<Bench>, concurrency: usize) -> Result<Vec<(Arc<Bench>, String, Device)>> {
