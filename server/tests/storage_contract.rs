@@ -470,7 +470,8 @@ async fn card_activity_counts_stop_at_their_limits(db: Db) {
 async fn a_purchase_reads_card_history_and_devices_at_once(db: Db) {
     let s = &*db.s;
     shop_with_cards(s, &["card-1", "card-2"]).await;
-    for (lookup, dev) in [("A", "dev-1"), ("B", "dev-2"), ("C", "dev-3")] {
+    // Enrolled at the same moment, and not in the order of their ids.
+    for (lookup, dev) in [("A", "dev-3"), ("B", "dev-2"), ("C", "dev-1")] {
         s.create_enrolment_code(&enrolment_code(lookup, "card-1", 5)).await.unwrap();
         s.complete_enrolment(lookup, &device(dev, &format!("key-{dev}")), NOW, &audit("device.enrolled"))
             .await
@@ -491,7 +492,7 @@ async fn a_purchase_reads_card_history_and_devices_at_once(db: Db) {
     assert_eq!(found.activity.low_value_sum, 900);
     assert_eq!(found.devices, s.card_devices("card-1").await.unwrap());
     let ids = found.devices.iter().map(|d| d.id.as_str()).collect::<Vec<_>>();
-    assert_eq!(ids, ["dev-1", "dev-3"], "in enrolment order, not the revoked one");
+    assert_eq!(ids, ["dev-1", "dev-3"], "in enrolment order (a tie by id), not the revoked one");
 
     let bare = s.card_for_purchase(b"pan-hash-card-2", &query).await.unwrap().expect("card-2");
     assert_eq!((bare.activity, bare.devices.len()), (CardActivity::default(), 0));

@@ -399,7 +399,7 @@ fn card_activity(c: &Connection, card_id: &str, q: &HistoryQuery) -> rusqlite::R
 fn card_devices(c: &Connection, card_id: &str) -> rusqlite::Result<Vec<Device>> {
     let sql = format!(
         "SELECT {} FROM devices d JOIN device_cards dc ON dc.device_id = d.id \
-         WHERE dc.card_id = ?1 AND d.revoked_at IS NULL ORDER BY dc.enrolled_at",
+         WHERE dc.card_id = ?1 AND d.revoked_at IS NULL ORDER BY dc.enrolled_at, dc.device_id",
         qualified(DEVICE_COLUMNS, "d")
     );
     c.prepare_cached(&sql)?.query_map([card_id], device_from)?.collect()
@@ -797,7 +797,8 @@ impl Storage for SqliteStorage {
         let id = device_id.to_owned();
         self.read(move |c| {
             let sql = format!(
-                "SELECT {} FROM cards c JOIN device_cards dc ON dc.card_id = c.id WHERE dc.device_id = ?1 ORDER BY dc.enrolled_at",
+                "SELECT {} FROM cards c JOIN device_cards dc ON dc.card_id = c.id WHERE dc.device_id = ?1 \
+                 ORDER BY dc.enrolled_at, dc.card_id",
                 qualified(CARD_COLUMNS, "c")
             );
             c.prepare_cached(&sql)?.query_map([id], card_from)?.collect()
