@@ -368,10 +368,14 @@ async fn authentication_with_a_password_file() {
 
 #[tokio::test]
 async fn an_unreachable_relay_is_transient_and_names_no_one() {
+    // Bound but never listening: refuses connections, and no other test
+    // can take the port while it is held.
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let config = EmailConfig {
         transport: EmailTransport::Smtp,
         host: "127.0.0.1".into(),
-        port: free_port(),
+        port: closed.local_addr().unwrap().port(),
         security: EmailSecurity::Plain,
         timeout_ms: 2_000,
         ..EmailConfig::default()

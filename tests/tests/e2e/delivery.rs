@@ -72,6 +72,15 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A loopback port that refuses connections for as long as the socket
+/// lives: bound but never listening, so no other test can take it meanwhile
+/// (a port found free and let go could be).
+fn closed_port() -> tokio::net::TcpSocket {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    socket
+}
+
 /// A Twilio-compatible Messages API: checks basic auth and the form, and
 /// records each message; answers `status` to every request.
 struct SmsApi {
@@ -203,7 +212,8 @@ async fn the_code_arrives_by_real_smtp_and_completes_the_purchase() {
 #[tokio::test]
 async fn smtp_down_the_sms_still_goes_and_the_failure_is_recorded() {
     let sms = SmsApi::start(201).await;
-    let dead_port = free_port();
+    let dead = closed_port();
+    let dead_port = dead.local_addr().unwrap().port();
     let s = TestServer::start_with(|c| {
         use_smtp(c, dead_port);
         use_sms_api(c, &sms.base);
@@ -232,7 +242,8 @@ async fn smtp_down_the_sms_still_goes_and_the_failure_is_recorded() {
 #[tokio::test]
 async fn when_every_channel_fails_the_window_is_told() {
     let refusing = SmsApi::start(400).await;
-    let dead_port = free_port();
+    let dead = closed_port();
+    let dead_port = dead.local_addr().unwrap().port();
     let s = TestServer::start_with(|c| {
         use_smtp(c, dead_port);
         use_sms_api(c, &refusing.base);
