@@ -595,7 +595,7 @@ async fn a_cards_trail_holds_its_purchases_lines() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let acs = s.challenge(&shop, VISA, &receiver.url).await;
     let code = s.nth_code_to(EMAIL, 1).await;
-    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let wrong = wrong_code(&code);
     let refused = s.window_post(&acs, "code/verify", Some(json!({"code": wrong}))).await;
     assert_refused(&refused, StatusCode::UNPROCESSABLE_ENTITY, "code_incorrect");
     let (status, ok) = s.window_post(&acs, "code/verify", Some(json!({"code": code}))).await;

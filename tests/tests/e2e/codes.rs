@@ -160,7 +160,7 @@ async fn five_wrong_codes_block_the_card_until_an_operator_unblocks_it() {
     let card = s.create_card(PAN).await;
     let acs = code_purchase(&s, &shop, "http://127.0.0.1:9/n").await;
     let right = s.nth_code_to(EMAIL, 1).await;
-    let wrong = if right == "000000" { "111111" } else { "000000" };
+    let wrong = wrong_code(&right);
 
     for left in (1..=4).rev() {
         let got = s.window_post(&acs, "code/verify", Some(json!({"code": wrong}))).await;
@@ -204,7 +204,7 @@ async fn a_correct_code_resets_the_count_of_wrong_ones() {
     s.create_card(PAN).await;
     let acs = code_purchase(&s, &shop, "http://127.0.0.1:9/n").await;
     let code = s.nth_code_to(EMAIL, 1).await;
-    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let wrong = wrong_code(&code);
     for _ in 0..4 {
         s.window_post(&acs, "code/verify", Some(json!({"code": wrong}))).await;
     }

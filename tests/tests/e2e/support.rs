@@ -545,6 +545,11 @@ pub fn forged(value: &str) -> String {
     format!("{first}{}", &value[1..])
 }
 
+/// A six-digit code that is not `right`.
+pub fn wrong_code(right: &str) -> &'static str {
+    if right == "000000" { "111111" } else { "000000" }
+}
+
 /// The first run of exactly six digits in `text`.
 pub fn six_digits(text: &str) -> Option<String> {
     let chars: Vec<char> = text.chars().collect();
