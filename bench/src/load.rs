@@ -93,11 +93,12 @@ struct Mark {
 
 impl Mark {
     fn now(watched: Watched) -> Result<Self> {
+        let usage = watched.usage()?;
         Ok(Self {
             server: ProcStats::cpu_secs(watched.server)?,
             client: ProcStats::cpu_secs(std::process::id())?,
-            database: watched.database_cpu_secs()?,
-            written: watched.written_bytes()?,
+            database: usage.database_cpu_secs,
+            written: usage.written_bytes,
         })
     }
 }

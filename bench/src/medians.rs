@@ -37,6 +37,8 @@ pub struct MedianRun {
     pub p50_ms: Spread,
     pub p99_ms: Spread,
     pub server_cpu_us_per_op: Spread,
+    /// PostgreSQL's processes' CPU (SQLite's is in the server's).
+    pub database_cpu_us_per_op: Option<Spread>,
     pub written_kib_per_op: Option<Spread>,
     /// A growth run's p99 over the empty database's, per repetition.
     pub p99_against_empty: Option<Spread>,
@@ -77,16 +79,18 @@ pub fn medians(reports: &[Report]) -> Vec<MedianRun> {
             let spread = |f: &dyn Fn(&Outcome) -> f64| {
                 Spread::of(at_i().map(|(o, _)| f(o)).collect()).expect("the first repetition has it")
             };
+            // A figure some runs cannot measure: none unless every repetition has it.
+            let measured_spread = |f: &dyn Fn(&Outcome) -> Option<f64>| {
+                at_i().map(|(o, _)| f(o)).collect::<Option<Vec<_>>>().and_then(Spread::of)
+            };
             MedianRun {
                 name: stable_name(&first[i].0.name, first[i].0.target_rate),
                 per_sec: spread(&Outcome::per_sec),
                 p50_ms: spread(&|o| o.percentile_ms(50.0)),
                 p99_ms: spread(&|o| o.percentile_ms(99.0)),
                 server_cpu_us_per_op: spread(&Outcome::server_cpu_us_per_op),
-                written_kib_per_op: at_i()
-                    .map(|(o, _)| o.written_kib_per_op())
-                    .collect::<Option<Vec<_>>>()
-                    .and_then(Spread::of),
+                database_cpu_us_per_op: measured_spread(&Outcome::database_cpu_us_per_op),
+                written_kib_per_op: measured_spread(&Outcome::written_kib_per_op),
                 p99_against_empty: Spread::of(at_i().filter_map(|(_, ratio)| *ratio).collect()),
             }
         })
@@ -98,19 +102,22 @@ pub fn print(medians: &[MedianRun], repetitions: usize) {
     println!();
     println!("medians of {repetitions} repetitions (range in brackets)");
     println!(
-        "{:<40} {:>22} {:>8} {:>20} {:>10} {:>8} {:>18}",
-        "run", "ops/s", "p50 ms", "p99 ms", "srv µs/op", "KiB/op", "p99 ÷ empty"
+        "{:<40} {:>22} {:>8} {:>20} {:>10} {:>9} {:>8} {:>18}",
+        "run", "ops/s", "p50 ms", "p99 ms", "srv µs/op", "db µs/op", "KiB/op", "p99 ÷ empty"
     );
     for m in medians {
         let range = |s: Spread, digits: usize| format!("{:.digits$} ({:.digits$}–{:.digits$})", s.median, s.min, s.max);
+        let median =
+            |s: Option<Spread>, digits: usize| s.map_or("—".to_owned(), |s| format!("{:.digits$}", s.median));
         println!(
-            "{:<40} {:>22} {:>8.2} {:>20} {:>10.0} {:>8} {:>18}",
+            "{:<40} {:>22} {:>8.2} {:>20} {:>10.0} {:>9} {:>8} {:>18}",
             m.name,
             range(m.per_sec, 0),
             m.p50_ms.median,
             range(m.p99_ms, 1),
             m.server_cpu_us_per_op.median,
-            m.written_kib_per_op.map_or("—".to_owned(), |s| format!("{:.1}", s.median)),
+            median(m.database_cpu_us_per_op, 0),
+            median(m.written_kib_per_op, 1),
             m.p99_against_empty.map_or(String::new(), |s| range(s, 2)),
         );
     }
@@ -127,6 +134,7 @@ pub fn json(reports: &[Report], medians: &[MedianRun]) -> Value {
                 "p50Ms": m.p50_ms.json(),
                 "p99Ms": m.p99_ms.json(),
                 "serverCpuUsPerOp": m.server_cpu_us_per_op.json(),
+                "databaseCpuUsPerOp": m.database_cpu_us_per_op.map(|s| s.json()),
                 "writtenKibPerOp": m.written_kib_per_op.map(|s| s.json()),
                 "p99AgainstEmpty": m.p99_against_empty.map(|s| s.json()),
             })

@@ -123,45 +123,44 @@ pub struct Watched {
 }
 
 impl Watched {
-    /// CPU seconds the database's processes used so far: the postmaster
-    /// and its children now alive (the server's pooled connections stay
-    /// open, so their backends live through a run).
-    pub fn database_cpu_secs(&self) -> Result<Option<f64>> {
-        self.sum_over_database(ProcStats::cpu_secs)
-    }
-
-    /// Bytes the server and the database's processes sent to storage so far
-    /// (as [`ProcStats::written_bytes`]); `None` when a database process's
-    /// count is not ours to read.
-    pub fn written_bytes(&self) -> Result<Option<f64>> {
-        let server = ProcStats::written_bytes(self.server)? as f64;
-        if self.postmaster.is_none() {
-            return Ok(Some(server));
-        }
-        let database = self.sum_over_database(|pid| Ok(ProcStats::written_bytes(pid)? as f64))?;
-        Ok(database.map(|database| server + database))
-    }
-
-    /// `read` summed over the database's processes now alive; `None`
-    /// without processes of its own, or when one is not ours to read
-    /// (another user's): unknown, not smaller. A process that ends between
-    /// listing and reading is skipped.
-    fn sum_over_database(&self, read: impl Fn(u32) -> Result<f64>) -> Result<Option<f64>> {
-        let Some(postmaster) = self.postmaster else { return Ok(None) };
-        let mut total = 0.0;
+    /// What the database's processes (the postmaster and its children now
+    /// alive: the server's pooled connections stay open, so their backends
+    /// live through a run) and the server used so far, in one pass over
+    /// `/proc`.
+    pub fn usage(&self) -> Result<Usage> {
+        let server_written = ProcStats::written_bytes(self.server)? as f64;
+        let Some(postmaster) = self.postmaster else {
+            return Ok(Usage { database_cpu_secs: None, written_bytes: Some(server_written) });
+        };
+        // Each figure is unknown, not smaller, once a process's is not ours
+        // to read (another user's; its I/O counts are more private than its
+        // CPU). A process that ends between listing and reading is skipped.
+        let (mut cpu, mut written) = (Some(0.0), Some(server_written));
+        let add = |total: &mut Option<f64>, value: Result<f64>| match value {
+            Ok(value) => *total = total.map(|t| t + value),
+            Err(e) if denied(&e) => *total = None,
+            Err(_) => {}
+        };
         for entry in std::fs::read_dir("/proc")? {
             let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
             if pid != postmaster && ProcStats::parent(pid).ok() != Some(postmaster) {
                 continue;
             }
-            match read(pid) {
-                Ok(value) => total += value,
-                Err(e) if denied(&e) => return Ok(None),
-                Err(_) => {}
-            }
+            add(&mut cpu, ProcStats::cpu_secs(pid));
+            add(&mut written, ProcStats::written_bytes(pid).map(|bytes| bytes as f64));
         }
-        Ok(Some(total))
+        Ok(Usage { database_cpu_secs: cpu, written_bytes: written })
     }
+}
+
+/// See [`Watched::usage`].
+pub struct Usage {
+    /// CPU seconds of the database's own processes; `None` for SQLite (it
+    /// runs inside the server) or when unknown.
+    pub database_cpu_secs: Option<f64>,
+    /// Bytes the server and the database's processes sent to storage (as
+    /// [`ProcStats::written_bytes`]); `None` when unknown.
+    pub written_bytes: Option<f64>,
 }
 
 fn denied(e: &anyhow::Error) -> bool {

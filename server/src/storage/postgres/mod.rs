@@ -385,7 +385,7 @@ fn challenge_at(row: &Row, at: usize) -> StorageResult<Challenge> {
 }
 
 fn device_challenge_from(row: &Row) -> StorageResult<DeviceChallenge> {
-    let at = device_challenge_layout();
+    let at = DEVICE_CHALLENGE_LAYOUT;
     Ok(DeviceChallenge {
         challenge: challenge_at(row, 0)?,
         authentication: authentication_at(row, at.authentication)?,
@@ -453,7 +453,7 @@ fn one_time_code_at(r: &Row, at: usize) -> StorageResult<Option<OneTimeCode>> {
 }
 
 fn code_check_from(row: &Row) -> StorageResult<CodeCheck> {
-    let at = code_check_layout();
+    let at = CODE_CHECK_LAYOUT;
     Ok(CodeCheck {
         authentication: authentication_at(row, 0)?,
         challenge: challenge_at(row, at.challenge)?,
@@ -1154,7 +1154,7 @@ impl Storage for PostgresStorage {
         let rows = query(&c, &SQL, &[&acs_trans_id]).await?;
         // One row per attempt of the latest callback (one without any).
         let Some(first) = rows.first() else { return Ok(None) };
-        let at = purchase_status_layout();
+        let at = PURCHASE_STATUS_LAYOUT;
         let callback_state: Option<String> = get(first, at.callback)?;
         let attempts = rows.iter().map(|r| callback_attempt_at(r, at.callback + 1)).filter_map(Result::transpose);
         Ok(Some(PurchaseStatus {

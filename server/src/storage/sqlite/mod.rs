@@ -6,6 +6,7 @@ mod pool;
 
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -257,7 +258,7 @@ fn callback_attempt_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Option<Call
 }
 
 fn device_challenge_from(row: &Row<'_>) -> rusqlite::Result<DeviceChallenge> {
-    let at = device_challenge_layout();
+    let at = DEVICE_CHALLENGE_LAYOUT;
     Ok(DeviceChallenge {
         challenge: challenge_at(row, 0)?,
         authentication: authentication_at(row, at.authentication)?,
@@ -284,7 +285,7 @@ fn one_time_code_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<OneTimeCo
 }
 
 fn code_check_from(row: &Row<'_>) -> rusqlite::Result<CodeCheck> {
-    let at = code_check_layout();
+    let at = CODE_CHECK_LAYOUT;
     Ok(CodeCheck {
         authentication: authentication_at(row, 0)?,
         challenge: challenge_at(row, at.challenge)?,
@@ -396,13 +397,19 @@ fn card_activity(c: &Connection, card_id: &str, q: &HistoryQuery) -> rusqlite::R
     })
 }
 
+/// A card by its PAN's keyed hash (read on every AReq: written once).
+static CARD_BY_PAN_HASH: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {CARD_COLUMNS} FROM cards WHERE pan_hash = ?1"));
+
 fn card_devices(c: &Connection, card_id: &str) -> rusqlite::Result<Vec<Device>> {
-    let sql = format!(
-        "SELECT {} FROM devices d JOIN device_cards dc ON dc.device_id = d.id \
-         WHERE dc.card_id = ?1 AND d.revoked_at IS NULL ORDER BY dc.enrolled_at, dc.device_id",
-        qualified(DEVICE_COLUMNS, "d")
-    );
-    c.prepare_cached(&sql)?.query_map([card_id], device_from)?.collect()
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {} FROM devices d JOIN device_cards dc ON dc.device_id = d.id \
+             WHERE dc.card_id = ?1 AND d.revoked_at IS NULL ORDER BY dc.enrolled_at, dc.device_id",
+            qualified(DEVICE_COLUMNS, "d")
+        )
+    });
+    c.prepare_cached(&SQL)?.query_map([card_id], device_from)?.collect()
 }
 
 #[async_trait]
@@ -583,7 +590,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn card_by_pan_hash(&self, pan_hash: &[u8]) -> StorageResult<Option<Card>> {
-        self.one(format!("SELECT {CARD_COLUMNS} FROM cards WHERE pan_hash = ?1"), pan_hash.to_vec(), card_from).await
+        self.one(CARD_BY_PAN_HASH.clone(), pan_hash.to_vec(), card_from).await
     }
 
     async fn card_activity(&self, card_id: &str, history: &HistoryQuery) -> StorageResult<CardActivity> {
@@ -596,11 +603,7 @@ impl Storage for SqliteStorage {
         // One read transaction, so card, history and devices agree.
         self.read(move |c| {
             let tx = c.unchecked_transaction()?;
-            let Some(card) = tx
-                .prepare_cached(&format!("SELECT {CARD_COLUMNS} FROM cards WHERE pan_hash = ?1"))?
-                .query_row([hash], card_from)
-                .optional()?
-            else {
+            let Some(card) = tx.prepare_cached(&CARD_BY_PAN_HASH)?.query_row([hash], card_from).optional()? else {
                 return Ok(None);
             };
             let activity = card_activity(&tx, &card.id, &history)?;
@@ -634,9 +637,7 @@ impl Storage for SqliteStorage {
                 let (imported, changed) = if inserted == 1 {
                     (CardImported::Created(c.id.clone()), Vec::new())
                 } else {
-                    let existing = tx
-                        .prepare_cached(&format!("SELECT {CARD_COLUMNS} FROM cards WHERE pan_hash = ?1"))?
-                        .query_row([&new.pan_hash], card_from)?;
+                    let existing = tx.prepare_cached(&CARD_BY_PAN_HASH)?.query_row([&new.pan_hash], card_from)?;
                     let (card, changed) = existing.with_imported(c);
                     if changed.is_empty() {
                         (CardImported::Unchanged(card.id), changed)
@@ -970,10 +971,10 @@ impl Storage for SqliteStorage {
     }
 
     async fn purchase_status(&self, acs_trans_id: &str) -> StorageResult<Option<PurchaseStatus>> {
-        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| purchase_status_sql("?1"));
+        static SQL: LazyLock<String> = LazyLock::new(|| purchase_status_sql("?1"));
         let id = acs_trans_id.to_owned();
         self.read(move |c| {
-            let at = purchase_status_layout();
+            let at = PURCHASE_STATUS_LAYOUT;
             let mut stmt = c.prepare_cached(&SQL)?;
             let mut rows = stmt.query([id])?;
             // One row per attempt of the latest callback (one without any).
@@ -994,7 +995,7 @@ impl Storage for SqliteStorage {
     async fn challenge_for_device(&self, id: &str, device_id: &str) -> StorageResult<Option<DeviceChallenge>> {
         let (id, device_id) = (id.to_owned(), device_id.to_owned());
         self.read(move |c| {
-            static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            static SQL: LazyLock<String> = LazyLock::new(|| {
                 device_challenge_sql(
                     "EXISTS (SELECT 1 FROM device_cards dc WHERE dc.device_id = ?2 AND dc.card_id = ch.card_id)",
                     "WHERE ch.id = ?1",
@@ -1008,7 +1009,7 @@ impl Storage for SqliteStorage {
     async fn pending_challenges_for_device(&self, device_id: &str, now: i64) -> StorageResult<Vec<DeviceChallenge>> {
         let id = device_id.to_owned();
         self.read(move |c| {
-            static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            static SQL: LazyLock<String> = LazyLock::new(|| {
                 device_challenge_sql(
                     "1",
                     "JOIN device_cards dc ON dc.card_id = ch.card_id \
