@@ -34,9 +34,18 @@ pub struct Outcome {
     /// In an open-loop run, how late requests left (the clients' own
     /// delay, included in their latency), microseconds, sorted.
     pub lags_us: Vec<u64>,
+    /// P-256 signatures the server verifies per operation (set by the
+    /// scenario: the protocol fixes it).
+    pub verifications_per_op: u32,
 }
 
 impl Outcome {
+    /// The same outcome, the server having verified `n` signatures in each
+    /// operation.
+    pub fn verifying(self, n: u32) -> Self {
+        Self { verifications_per_op: n, ..self }
+    }
+
     pub fn per_sec(&self) -> f64 {
         self.count as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -219,5 +228,6 @@ fn finish(
         written_bytes: end.written.zip(start.written).map(|(end, start)| end - start),
         target_rate,
         lags_us: Vec::new(),
+        verifications_per_op: 0,
     })
 }

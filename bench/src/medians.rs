@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use crate::ceilings::Ceilings;
 use crate::load::Outcome;
 use crate::report::Report;
 
@@ -40,18 +41,30 @@ pub struct MedianRun {
     /// PostgreSQL's processes' CPU (SQLite's is in the server's).
     pub database_cpu_us_per_op: Option<Spread>,
     pub written_kib_per_op: Option<Spread>,
+    /// Against the same repetition's ceilings (see [`Ceilings`]).
+    pub commit_ratio: Spread,
+    pub verify_ratio: Option<Spread>,
     /// A growth run's p99 over the empty database's, per repetition.
     pub p99_against_empty: Option<Spread>,
 }
 
+/// One run of a report, with what it is compared against.
+struct RunOf<'a> {
+    outcome: &'a Outcome,
+    /// A growth run's p99 over the empty database's.
+    p99_against_empty: Option<f64>,
+    ceilings: &'a Ceilings,
+}
+
 /// The runs of each report, in order (the empty database's, then each
-/// size's), with each growth run's p99 over the empty database's.
-fn runs_of(report: &Report) -> Vec<(&Outcome, Option<f64>)> {
-    let empty = report.runs.iter().map(|o| (o, None));
+/// size's).
+fn runs_of(report: &Report) -> Vec<RunOf<'_>> {
+    let run = |outcome, p99_against_empty| RunOf { outcome, p99_against_empty, ceilings: &report.ceilings };
+    let empty = report.runs.iter().map(|o| run(o, None));
     let grown = report.growth.iter().flat_map(|g| {
-        g.runs.iter().map(|o| {
+        g.runs.iter().map(move |o| {
             let ratio = report.p99_against_empty(g).find(|(r, _)| std::ptr::eq(*r, o)).map(|(_, ratio)| ratio);
-            (o, ratio)
+            run(o, ratio)
         })
     });
     empty.chain(grown).collect()
@@ -76,22 +89,23 @@ pub fn medians(reports: &[Report]) -> Vec<MedianRun> {
         .map(|i| {
             // The same arguments make the same runs in every repetition.
             let at_i = || all.iter().filter_map(|runs| runs.get(i));
-            let spread = |f: &dyn Fn(&Outcome) -> f64| {
-                Spread::of(at_i().map(|(o, _)| f(o)).collect()).expect("the first repetition has it")
-            };
-            // A figure some runs cannot measure: none unless every repetition has it.
-            let measured_spread = |f: &dyn Fn(&Outcome) -> Option<f64>| {
-                at_i().map(|(o, _)| f(o)).collect::<Option<Vec<_>>>().and_then(Spread::of)
-            };
+            let spread =
+                |f: &dyn Fn(&RunOf) -> f64| Spread::of(at_i().map(f).collect()).expect("the first repetition has it");
+            // A figure some runs do not have: none unless every repetition has it.
+            let measured_spread =
+                |f: &dyn Fn(&RunOf) -> Option<f64>| at_i().map(f).collect::<Option<Vec<_>>>().and_then(Spread::of);
+            let first = first[i].outcome;
             MedianRun {
-                name: stable_name(&first[i].0.name, first[i].0.target_rate),
-                per_sec: spread(&Outcome::per_sec),
-                p50_ms: spread(&|o| o.percentile_ms(50.0)),
-                p99_ms: spread(&|o| o.percentile_ms(99.0)),
-                server_cpu_us_per_op: spread(&Outcome::server_cpu_us_per_op),
-                database_cpu_us_per_op: measured_spread(&Outcome::database_cpu_us_per_op),
-                written_kib_per_op: measured_spread(&Outcome::written_kib_per_op),
-                p99_against_empty: Spread::of(at_i().filter_map(|(_, ratio)| *ratio).collect()),
+                name: stable_name(&first.name, first.target_rate),
+                per_sec: spread(&|r| r.outcome.per_sec()),
+                p50_ms: spread(&|r| r.outcome.percentile_ms(50.0)),
+                p99_ms: spread(&|r| r.outcome.percentile_ms(99.0)),
+                server_cpu_us_per_op: spread(&|r| r.outcome.server_cpu_us_per_op()),
+                database_cpu_us_per_op: measured_spread(&|r| r.outcome.database_cpu_us_per_op()),
+                written_kib_per_op: measured_spread(&|r| r.outcome.written_kib_per_op()),
+                commit_ratio: spread(&|r| r.ceilings.commit_ratio(r.outcome)),
+                verify_ratio: measured_spread(&|r| r.ceilings.verify_ratio(r.outcome)),
+                p99_against_empty: measured_spread(&|r| r.p99_against_empty),
             }
         })
         .collect()
@@ -102,15 +116,15 @@ pub fn print(medians: &[MedianRun], repetitions: usize) {
     println!();
     println!("medians of {repetitions} repetitions (range in brackets)");
     println!(
-        "{:<40} {:>22} {:>8} {:>20} {:>10} {:>9} {:>8} {:>18}",
-        "run", "ops/s", "p50 ms", "p99 ms", "srv µs/op", "db µs/op", "KiB/op", "p99 ÷ empty"
+        "{:<40} {:>22} {:>8} {:>20} {:>10} {:>9} {:>8} {:>9} {:>9} {:>18}",
+        "run", "ops/s", "p50 ms", "p99 ms", "srv µs/op", "db µs/op", "KiB/op", "÷ commit", "÷ verify", "p99 ÷ empty"
     );
     for m in medians {
         let range = |s: Spread, digits: usize| format!("{:.digits$} ({:.digits$}–{:.digits$})", s.median, s.min, s.max);
         let median =
             |s: Option<Spread>, digits: usize| s.map_or("—".to_owned(), |s| format!("{:.digits$}", s.median));
         println!(
-            "{:<40} {:>22} {:>8.2} {:>20} {:>10.0} {:>9} {:>8} {:>18}",
+            "{:<40} {:>22} {:>8.2} {:>20} {:>10.0} {:>9} {:>8} {:>9.3} {:>9} {:>18}",
             m.name,
             range(m.per_sec, 0),
             m.p50_ms.median,
@@ -118,6 +132,8 @@ pub fn print(medians: &[MedianRun], repetitions: usize) {
             m.server_cpu_us_per_op.median,
             median(m.database_cpu_us_per_op, 0),
             median(m.written_kib_per_op, 1),
+            m.commit_ratio.median,
+            median(m.verify_ratio, 3),
             m.p99_against_empty.map_or(String::new(), |s| range(s, 2)),
         );
     }
@@ -136,6 +152,8 @@ pub fn json(reports: &[Report], medians: &[MedianRun]) -> Value {
                 "serverCpuUsPerOp": m.server_cpu_us_per_op.json(),
                 "databaseCpuUsPerOp": m.database_cpu_us_per_op.map(|s| s.json()),
                 "writtenKibPerOp": m.written_kib_per_op.map(|s| s.json()),
+                "perSecOverCommitCeiling": m.commit_ratio.json(),
+                "verificationsOverVerifyCeiling": m.verify_ratio.map(|s| s.json()),
                 "p99AgainstEmpty": m.p99_against_empty.map(|s| s.json()),
             })
         })

@@ -67,7 +67,7 @@ impl Report {
             s.data_dir
         );
         println!(
-            "{:<34} {:>8} {:>9} {:>8} {:>8} {:>8} {:>10} {:>8} {:>9} {:>9} {:>9}",
+            "{:<34} {:>8} {:>9} {:>8} {:>8} {:>8} {:>10} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
             "run",
             "count",
             "ops/s",
@@ -78,14 +78,17 @@ impl Report {
             "srv cpu",
             "cli cpu",
             "db µs/op",
-            "KiB/op"
+            "KiB/op",
+            "÷ commit",
+            "÷ verify"
         );
         let growth_runs = self.growth.iter().flat_map(|g| g.runs.iter());
         for o in self.runs.iter().chain(growth_runs) {
             let database = o.database_cpu_us_per_op().map_or("—".to_owned(), |us| format!("{us:.0}"));
             let written = o.written_kib_per_op().map_or("—".to_owned(), |kib| format!("{kib:.1}"));
+            let verify = self.ceilings.verify_ratio(o).map_or("—".to_owned(), |r| format!("{r:.3}"));
             println!(
-                "{:<34} {:>8} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>10.0} {:>8.2} {:>9.2} {:>9} {:>9}",
+                "{:<34} {:>8} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>10.0} {:>8.2} {:>9.2} {:>9} {:>9} {:>9.3} {:>9}",
                 o.name,
                 o.count,
                 o.per_sec(),
@@ -97,6 +100,8 @@ impl Report {
                 o.client_cpu_secs / o.elapsed.as_secs_f64().max(1e-9),
                 database,
                 written,
+                self.ceilings.commit_ratio(o),
+                verify,
             );
         }
         let growth_runs = self.growth.iter().flat_map(|g| g.runs.iter());
@@ -117,7 +122,9 @@ impl Report {
         println!(
             "srv µs/op: the server process's CPU time per operation; srv/cli cpu: cores the server / the clients kept busy; \
              db µs/op: PostgreSQL's processes' CPU time per operation (SQLite's is in the server's); \
-             KiB/op: what the server and the database's processes sent to storage per operation"
+             KiB/op: what the server and the database's processes sent to storage per operation; \
+             ÷ commit: ops/s over the SQLite commit ceiling; ÷ verify: the server's P-256 verifications/s over the \
+             verify ceiling (the cores they alone keep busy)"
         );
         println!(
             "ceilings (one thread): ring P-256 verify {:.0}/s, SQLite single-row commit {:.0}/s",
@@ -140,6 +147,9 @@ impl Report {
         let s = &self.args;
         let run = |o: &Outcome| {
             json!({
+                "verificationsPerOp": o.verifications_per_op,
+                "perSecOverCommitCeiling": self.ceilings.commit_ratio(o),
+                "verificationsOverVerifyCeiling": self.ceilings.verify_ratio(o),
                 "name": o.name,
                 "count": o.count,
                 "seconds": o.elapsed.as_secs_f64(),

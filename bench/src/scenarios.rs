@@ -188,6 +188,8 @@ pub async fn push_round_trip(
         Ok(())
     })
     .await
+    // The two signed device requests, and the decision's own signature.
+    .map(|o| o.verifying(3))
 }
 
 pub async fn code_verification(
@@ -265,4 +267,6 @@ pub async fn enrolment(
         Ok(())
     })
     .await
+    // The proof that the phone holds the key it enrols.
+    .map(|o| o.verifying(1))
 }
