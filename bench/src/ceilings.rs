@@ -1,6 +1,7 @@
 //! Ceilings measured in the same run, on one thread each: what the
 //! hardware gives for the two costs a request cannot avoid.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -33,9 +34,12 @@ impl Ceilings {
     }
 }
 
-pub async fn measure(secs: f64) -> Result<Ceilings> {
+/// `dir` is the run's own directory: the commits go to the same disk (or
+/// tmpfs) as the server's database.
+pub async fn measure(secs: f64, dir: &Path) -> Result<Ceilings> {
     let verify_per_sec = tokio::task::spawn_blocking(move || verify(secs)).await??;
-    let commit_per_sec = tokio::task::spawn_blocking(move || sqlite_commits(secs)).await??;
+    let dir = dir.to_owned();
+    let commit_per_sec = tokio::task::spawn_blocking(move || sqlite_commits(secs, dir)).await??;
     Ok(Ceilings { verify_per_sec, commit_per_sec })
 }
 
@@ -55,10 +59,10 @@ fn verify(secs: f64) -> Result<f64> {
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-/// `BEGIN IMMEDIATE; INSERT; COMMIT` in a file of its own, with the
-/// server's pragmas.
-fn sqlite_commits(secs: f64) -> Result<f64> {
-    let dir = tempfile::tempdir()?;
+/// `BEGIN IMMEDIATE; INSERT; COMMIT` in a file of its own in `dir`, with
+/// the server's pragmas.
+fn sqlite_commits(secs: f64, dir: PathBuf) -> Result<f64> {
+    let dir = tempfile::tempdir_in(dir)?;
     let conn = rusqlite::Connection::open(dir.path().join("ceiling.db"))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;

@@ -259,7 +259,7 @@ async fn run(args: &Args) -> Result<Report> {
     let watched = Watched { server: server.pid(), postmaster: postmaster(&store)? };
     let bench = Arc::new(Bench::new(admin, server.base.clone()).await?);
 
-    let ceilings = ceilings::measure(args.ceiling_secs).await?;
+    let ceilings = ceilings::measure(args.ceiling_secs, dir.path()).await?;
 
     eprintln!("preloading {} cards…", args.cards);
     let cards = Arc::new(CardPool::new(bench.cards(args.cards).await?));
