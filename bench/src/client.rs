@@ -13,6 +13,8 @@ use countersign_server::App;
 use countersign_server::clock::{Clock, SystemClock};
 use countersign_server::flows::admin::{self, CreatedRequestor, NewCardRequest, NewRequestorRequest};
 use countersign_tests::areq;
+
+use crate::results::Results;
 use serde_json::Value;
 
 /// What the clients need to reach the server, and the admin side of the
@@ -24,6 +26,8 @@ pub struct Bench {
     pub http: reqwest::Client,
     pub requestor: CreatedRequestor,
     pub notify_url: String,
+    /// The RReqs the server sent to `notify_url`.
+    pub results: Results,
     pans: AtomicU64,
 }
 
@@ -34,11 +38,8 @@ pub struct Device {
 
 impl Bench {
     pub async fn new(admin: App, base: String) -> Result<Self> {
-        // The requestor's result endpoint: answers every RReq at once.
-        let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let notify_url = format!("http://{}/notify", receiver.local_addr()?);
-        let router = axum::Router::new().route("/notify", axum::routing::post(|| async { axum::http::StatusCode::OK }));
-        tokio::spawn(async move { axum::serve(receiver, router).await });
+        let results = Results::default();
+        let notify_url = results.serve().await?;
         let requestor = admin::create_requestor(
             &admin,
             NewRequestorRequest { id: "bench-shop".into(), name: "Bench shop".into() },
@@ -47,7 +48,7 @@ impl Bench {
         .await
         .map_err(|e| anyhow!("creating the requestor: {e:?}"))?;
         let http = reqwest::Client::builder().pool_max_idle_per_host(4096).build()?;
-        Ok(Self { admin, base, http, requestor, notify_url, pans: AtomicU64::new(0) })
+        Ok(Self { admin, base, http, requestor, notify_url, results, pans: AtomicU64::new(0) })
     }
 
     /// A new Luhn-valid card number, different each call.

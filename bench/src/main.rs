@@ -25,6 +25,7 @@ mod medians;
 #[allow(dead_code)]
 mod postgres;
 mod report;
+mod results;
 mod scenarios;
 mod server;
 

@@ -132,6 +132,9 @@ pub async fn push_workers(bench: &Arc<Bench>, concurrency: usize) -> Result<Vec<
     Ok(workers)
 }
 
+/// How long a round trip waits for its RReq before the run fails.
+const RREQ_WITHIN: Duration = Duration::from_secs(30);
+
 pub async fn push_round_trip(
     workers: Vec<(Arc<Bench>, String, Device)>,
     watched: Watched,
@@ -177,14 +180,11 @@ pub async fn push_round_trip(
         )?;
         ensure!(receipt.outcome == ChallengeOutcome::Approved, "decision not approved: {:?}", receipt.outcome);
 
-        let resp = bench
-            .http
-            .get(format!("{}/v1/authentications/{acs}", bench.base))
-            .bearer_auth(&bench.requestor.api_key)
-            .send()
-            .await?;
-        let result: Value = resp.json().await?;
-        ensure!(result["transStatus"] == "Y", "final result not Y: {result}");
+        // The final result as a 3DS server gets it: the RReq the server
+        // sends to the notificationURL (so the round trip also waits for
+        // the result callback worker, which must keep up).
+        let rreq = bench.results.wait(&acs, RREQ_WITHIN).await?;
+        ensure!(rreq["transStatus"] == "Y", "final result not Y: {rreq}");
         Ok(())
     })
     .await

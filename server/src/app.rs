@@ -13,6 +13,7 @@ use crate::secrets::Secrets;
 use crate::storage::Storage;
 use crate::storage::postgres::PostgresStorage;
 use crate::storage::sqlite::SqliteStorage;
+use crate::worker::Wake;
 
 #[derive(Clone)]
 pub struct App(Arc<Inner>);
@@ -30,6 +31,8 @@ pub struct Inner {
     pub http: reqwest::Client,
     /// Requestors recently found by API key.
     pub requestor_keys: RequestorKeys,
+    /// Tells this node's queue workers that it has just queued a job.
+    pub wake: Wake,
 }
 
 /// Opens the database `database.url` names, applying migrations.
@@ -78,7 +81,18 @@ impl App {
         let email = Transport::for_email(&config.email)?;
         let sms = Transport::for_sms(&config.sms)?;
         let requestor_keys = RequestorKeys::default();
-        Ok(Self(Arc::new(Inner { config, storage, secrets, clock, notifier, email, sms, http, requestor_keys })))
+        Ok(Self(Arc::new(Inner {
+            config,
+            storage,
+            secrets,
+            clock,
+            notifier,
+            email,
+            sms,
+            http,
+            requestor_keys,
+            wake: Wake::default(),
+        })))
     }
 
     pub fn now_ms(&self) -> i64 {

@@ -81,14 +81,32 @@ fn mac(secret: &str, timestamp_ms: i64, body: &str) -> hmac::Tag {
     hmac::sign(&key, format!("{timestamp_ms}.{body}").as_bytes())
 }
 
-/// Sends every due callback once; returns how many were attempted.
-pub async fn deliver_due(app: &App) -> Result<usize, ApiError> {
+/// Callbacks one worker sends at once: each is a request to a requestor's
+/// server, which may be slow to answer (up to `callbacks.request_timeout_ms`).
+const SENDS_AT_ONCE: usize = 64;
+
+/// Takes up to `n` due callbacks, leased to this worker.
+async fn claim(app: &App, n: usize) -> Result<Vec<CallbackJob>, ApiError> {
     let now = app.now_ms();
-    let jobs = app.storage.claim_callbacks(now, now + LEASE_MS, 16).await?;
-    let count = jobs.len();
-    for job in jobs {
-        deliver(app, job).await?;
+    let n = u32::try_from(n).unwrap_or(u32::MAX);
+    Ok(app.storage.claim_callbacks(now, now + LEASE_MS, n).await?)
+}
+
+/// Sends one callback and records the attempt. A failure of ours (the
+/// database) is logged; the lease runs out and the callback goes again.
+async fn send(app: App, job: CallbackJob) {
+    if let Err(e) = deliver(&app, job).await {
+        tracing::warn!(error = %e, "a result callback could not be sent or recorded");
     }
+}
+
+/// Sends every due callback (up to a worker's [`SENDS_AT_ONCE`]) side by
+/// side, once, and waits for them; returns how many were attempted.
+pub async fn deliver_due(app: &App) -> Result<usize, ApiError> {
+    let jobs = claim(app, SENDS_AT_ONCE).await?;
+    let count = jobs.len();
+    let mut sends: tokio::task::JoinSet<()> = jobs.into_iter().map(|job| send(app.clone(), job)).collect();
+    while sends.join_next().await.is_some() {}
     Ok(count)
 }
 
@@ -146,14 +164,24 @@ fn describe(e: &reqwest::Error) -> String {
     kind.to_owned()
 }
 
-/// Runs [`deliver_due`] until `shutdown` fires.
+/// Sends result callbacks as they come due, until `shutdown` fires.
 pub async fn run_worker(app: App, shutdown: tokio::sync::watch::Receiver<bool>) {
     let interval = Duration::from_millis(app.config.callbacks.poll_interval_ms.max(10));
-    worker::repeat(interval, shutdown, || async {
-        if let Err(e) = deliver_due(&app).await {
-            tracing::warn!(error = %e, "callback delivery pass failed");
-        }
-    })
+    let app = &app;
+    worker::work_queue(
+        SENDS_AT_ONCE,
+        interval,
+        &app.wake.callbacks,
+        shutdown,
+        |n| async move {
+            // Logged; the next pass tries again.
+            claim(app, n).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "looking for due result callbacks failed");
+                Vec::new()
+            })
+        },
+        |job| send(app.clone(), job),
+    )
     .await
 }
 

@@ -372,6 +372,8 @@ pub async fn finish(
     let ended = app.storage.end_challenge(&end).await?;
     if ended {
         crate::metrics::challenge_ended(ending.channel(challenge), &end.outcome_reason);
+        // Its result callback goes now, not at the worker's next poll.
+        app.wake.callbacks.notify_one();
     }
     Ok(ended)
 }

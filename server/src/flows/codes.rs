@@ -166,14 +166,10 @@ pub async fn start(app: &App, challenge: &Challenge, reason: Fallback) -> Result
     Ok(started)
 }
 
-/// Delivers what is due now rather than at the worker's next tick.
+/// Has this node's worker send what was just queued now rather than at
+/// its next poll.
 fn send_soon(app: &App) {
-    let app = app.clone();
-    tokio::spawn(async move {
-        if let Err(e) = deliver_due(&app).await {
-            tracing::warn!(error = %e, "sending one-time codes failed");
-        }
-    });
+    app.wake.deliveries.notify_one();
 }
 
 /// The challenge and authentication behind a window, pending or not.
@@ -540,15 +536,16 @@ impl Transport {
     }
 }
 
-/// Sends every due message once; returns how many were tried.
-pub async fn deliver_due(app: &App) -> Result<usize, ApiError> {
-    let now = app.now_ms();
-    let jobs = app.storage.claim_deliveries(now, now + LEASE_MS, 16).await?;
-    let count = jobs.len();
-    for job in jobs {
-        deliver(app, job).await?;
+/// Sends one worker makes at once: each waits on a mail server or an SMS
+/// gateway.
+const SENDS_AT_ONCE: usize = 32;
+
+/// Sends one message and records the attempt. A failure of ours (the
+/// database) is logged; the lease runs out and the message goes again.
+async fn send(app: App, job: Delivery) {
+    if let Err(e) = deliver(&app, job).await {
+        tracing::warn!(error = %e, "a one-time code could not be sent or recorded");
     }
-    Ok(count)
 }
 
 async fn deliver(app: &App, job: Delivery) -> Result<(), ApiError> {
@@ -642,14 +639,26 @@ async fn record_in_outbox(app: &App, m: &CodeMessage, now: i64) -> Result<(), De
         .map_err(|e| DeliveryError::Transient(e.to_string()))
 }
 
-/// Runs [`deliver_due`] until `shutdown` fires.
+/// Sends one-time codes as they come due, until `shutdown` fires.
 pub async fn run_delivery_worker(app: App, shutdown: tokio::sync::watch::Receiver<bool>) {
     let interval = std::time::Duration::from_millis(app.config.codes.delivery_poll_interval_ms.max(10));
-    worker::repeat(interval, shutdown, || async {
-        if let Err(e) = deliver_due(&app).await {
-            tracing::warn!(error = %e, "one-time code delivery pass failed");
-        }
-    })
+    let app = &app;
+    worker::work_queue(
+        SENDS_AT_ONCE,
+        interval,
+        &app.wake.deliveries,
+        shutdown,
+        |n| async move {
+            let now = app.now_ms();
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            // Logged; the next pass tries again.
+            app.storage.claim_deliveries(now, now + LEASE_MS, n).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "looking for due one-time code sends failed");
+                Vec::new()
+            })
+        },
+        |job| send(app.clone(), job),
+    )
     .await
 }
 

@@ -220,3 +220,26 @@ async fn a_frictionless_result_sends_no_callback() {
     assert_eq!(acs_ids, [json!(challenged)]);
     assert_eq!(delivery(&s, &shop, &frictionless).await, Value::Null);
 }
+
+/// Results go out as fast as purchases end, not a batch per poll: with an
+/// hour between the worker's polls, a hundred purchases ending at once all
+/// reach the requestor (each ending wakes the worker, and while its claims
+/// come back full the next follows at once).
+#[tokio::test]
+async fn the_results_of_many_purchases_ending_at_once_go_out_without_waiting_for_a_poll() {
+    let s = TestServer::start_with(|c| c.callbacks.poll_interval_ms = 3_600_000).await;
+    let shop = s.create_requestor("shop-1").await;
+    let receiver = CallbackReceiver::start(0).await;
+    s.card_with_phone(PAN).await;
+    let mut purchases = Vec::new();
+    for _ in 0..100 {
+        purchases.push(s.challenge(&shop, PAN, &receiver.url).await);
+    }
+    // Unanswered, they all expire at the sweeper's next pass.
+    s.clock.advance_secs(s.app.config.challenge.expiry_secs as i64 + 1);
+    let mut reported: Vec<String> =
+        receiver.wait_for(100).await.iter().map(|r| r["acsTransID"].as_str().unwrap().to_owned()).collect();
+    reported.sort();
+    purchases.sort();
+    assert_eq!(reported, purchases);
+}
