@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
@@ -153,6 +154,10 @@ fn connect(path: &Path, synchronous: &str, read_only: bool) -> StorageResult<Con
          PRAGMA query_only = {read_only};"
     ))
     .map_err(unavailable)?;
+    // Plans never depend on bound values: without this, SQLite prepares a
+    // statement again each time a `LIMIT ?` is bound (it plans with the
+    // value), as the workers' claims and the sweeper's batches do.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(unavailable)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -300,6 +305,22 @@ pub fn unavailable(e: rusqlite::Error) -> StorageError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A batch size is a bound `LIMIT ?`: binding another must not make
+    /// SQLite prepare the statement again (it did, each time, for every
+    /// claim of the queue workers).
+    #[test]
+    fn a_bound_limit_is_planned_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = connect(&dir.path().join("db"), "NORMAL", false).unwrap();
+        conn.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY); INSERT INTO t VALUES (1), (2), (3);").unwrap();
+        let mut stmt = conn.prepare("SELECT n FROM t ORDER BY n LIMIT ?1").unwrap();
+        for limit in 1..=3 {
+            let rows: Vec<i64> = stmt.query_map([limit], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+            assert_eq!(rows.len(), limit as usize);
+        }
+        assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
+    }
 
     /// Jobs that write and then fail, mixed into batches with jobs that
     /// succeed: only the failing jobs' writes are undone, and each caller
