@@ -98,6 +98,7 @@ mod tests {
             target_rate: None,
             lags_us: Vec::new(),
             verifications_per_op,
+            results_after_ms: None,
         }
     }
 

@@ -37,6 +37,9 @@ pub struct Outcome {
     /// P-256 signatures the server verifies per operation (set by the
     /// scenario: the protocol fixes it).
     pub verifications_per_op: u32,
+    /// In a run whose operations each make the server send an RReq it
+    /// does not wait for: how long after the run the last one came.
+    pub results_after_ms: Option<f64>,
 }
 
 impl Outcome {
@@ -229,5 +232,6 @@ fn finish(
         target_rate,
         lags_us: Vec::new(),
         verifications_per_op: 0,
+        results_after_ms: None,
     })
 }

@@ -113,6 +113,9 @@ impl Report {
                 o.lag_percentile_ms(99.0).unwrap_or(0.0)
             );
         }
+        for (o, after) in self.runs.iter().filter_map(|o| Some((o, o.results_after_ms?))) {
+            println!("  {}: the last of its RReqs reached the requestor {after:.0} ms after the run", o.name);
+        }
         for g in &self.growth {
             println!("  stored {:>8}: added in {:.1} s; p99 ÷ the empty database's:", g.stored, g.grow_secs);
             for (o, ratio) in self.p99_against_empty(g) {
@@ -156,6 +159,7 @@ impl Report {
                 "perSec": o.per_sec(),
                 "targetRate": o.target_rate,
                 "clientLagP99Ms": o.lag_percentile_ms(99.0),
+                "resultsAfterMs": o.results_after_ms,
                 "p50Ms": o.percentile_ms(50.0),
                 "p99Ms": o.percentile_ms(99.0),
                 "maxMs": o.max_ms(),

@@ -2,8 +2,9 @@
 //! handed to the round trip that waits for its purchase's final result.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use axum::extract::State;
@@ -19,7 +20,11 @@ enum Slot {
 }
 
 #[derive(Clone, Default)]
-pub struct Results(Arc<Mutex<HashMap<String, Slot>>>);
+pub struct Results {
+    slots: Arc<Mutex<HashMap<String, Slot>>>,
+    /// RReqs received so far.
+    received: Arc<AtomicU64>,
+}
 
 impl Results {
     /// Serves `POST /notify` (answering every RReq 200 at once) on a port
@@ -33,8 +38,9 @@ impl Results {
     }
 
     fn arrived(&self, rreq: Value) {
+        self.received.fetch_add(1, Ordering::Relaxed);
         let Some(id) = rreq["acsTransID"].as_str().map(str::to_owned) else { return };
-        let mut slots = self.0.lock().expect("results lock");
+        let mut slots = self.slots.lock().expect("results lock");
         match slots.remove(&id) {
             Some(Slot::Waiting(waiter)) => drop(waiter.send(rreq)),
             _ => drop(slots.insert(id, Slot::Arrived(rreq))),
@@ -44,7 +50,7 @@ impl Results {
     /// The RReq for `acs_trans_id`, once it comes (within `within`).
     pub async fn wait(&self, acs_trans_id: &str, within: Duration) -> Result<Value> {
         let answer = {
-            let mut slots = self.0.lock().expect("results lock");
+            let mut slots = self.slots.lock().expect("results lock");
             if let Some(Slot::Arrived(rreq)) = slots.remove(acs_trans_id) {
                 return Ok(rreq);
             }
@@ -54,6 +60,26 @@ impl Results {
         };
         let no_rreq = || anyhow!("no RReq for {acs_trans_id} within {within:?}");
         tokio::time::timeout(within, answer).await.map_err(|_| no_rreq())?.map_err(|_| no_rreq())
+    }
+}
+
+impl Results {
+    /// RReqs received so far.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `count` RReqs have been received in all (within
+    /// `within`); returns when the last of them came.
+    pub async fn all_received(&self, count: u64, within: Duration) -> Result<Instant> {
+        let deadline = Instant::now() + within;
+        while self.received() < count {
+            if Instant::now() > deadline {
+                return Err(anyhow!("{} RReqs of {count} received within {within:?}", self.received()));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(Instant::now())
     }
 }
 

@@ -225,7 +225,8 @@ pub async fn code_verification(
     let work = Arc::new(work);
     let workers: Vec<_> = (0..concurrency).map(|_| (bench.clone(), work.clone())).collect();
     let max = max.min(work.len() as u64);
-    closed_loop("3 one-time-code verification", watched, workers, secs, max, |w, i| async move {
+    let received_before = bench.results.received();
+    let mut outcome = closed_loop("3 one-time-code verification", watched, workers, secs, max, |w, i| async move {
         let (bench, work) = &*w;
         let (acs, code) = &work[i as usize];
         let resp = bench
@@ -239,7 +240,14 @@ pub async fn code_verification(
         ensure!(status == reqwest::StatusCode::OK && body["transStatus"] == "Y", "verify answered {status}: {body}");
         Ok(())
     })
-    .await
+    .await?;
+    // Each verification ended a purchase, whose RReq the server sends
+    // meanwhile: wait (untimed) for the last, so that no run after this
+    // one pays for them, and say how far behind they were.
+    let ended = Instant::now();
+    let last = bench.results.all_received(received_before + outcome.count, RREQ_WITHIN).await?;
+    outcome.results_after_ms = Some(last.saturating_duration_since(ended).as_secs_f64() * 1000.0);
+    Ok(outcome)
 }
 
 pub async fn enrolment(
