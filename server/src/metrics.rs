@@ -59,6 +59,7 @@ struct Metrics {
     authentications: Family<Labels, Counter>,
     challenges: Family<Labels, Counter>,
     code_deliveries: Family<Labels, Counter>,
+    result_callbacks: Family<Labels, Counter>,
     card_blocks: Counter,
     card_unblocks: Counter,
     db_duration: Family<Labels, Histogram, fn() -> Histogram>,
@@ -92,6 +93,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "One-time-code send attempts, by channel (email, sms), provider and result",
         code_deliveries.clone(),
     );
+    let result_callbacks = Family::<Labels, Counter>::default();
+    registry.register(
+        "result_callbacks",
+        "Result callback (RReq) attempts, by result (delivered, retried, failed)",
+        result_callbacks.clone(),
+    );
     let card_blocks = Counter::default();
     registry.register("cards_blocked", "Cards blocked after too many wrong codes", card_blocks.clone());
     let card_unblocks = Counter::default();
@@ -110,6 +117,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         authentications,
         challenges,
         code_deliveries,
+        result_callbacks,
         card_blocks,
         card_unblocks,
         db_duration,
@@ -153,6 +161,12 @@ pub fn code_delivery(channel: &str, provider: &str, result: &str) {
             ("result", result.to_owned()),
         ])
         .inc();
+}
+
+/// One attempt to send a result callback: `delivered`, `retried` (to be
+/// tried again) or `failed` (given up).
+pub fn result_callback(result: &str) {
+    METRICS.result_callbacks.get_or_create(&vec![("result", result.to_owned())]).inc();
 }
 
 pub fn card_blocked() {

@@ -36,14 +36,16 @@ where
 
 /// Works a queue kept in the database until `shutdown` fires: `claim(n)`
 /// takes up to `n` due jobs (leased, so no other worker takes them
-/// meanwhile), and each is sent by `send` on a task of its own, at most
-/// `places` at once — a slow receiver holds one place, not the queue.
+/// meanwhile; a failure is logged as looking for `what`, and the next
+/// pass tries again), and each is sent by `send` on a task of its own, at
+/// most `places` at once — a slow receiver holds one place, not the queue.
 /// While claims come back full the next follows at once: under load the
 /// queue drains as fast as its receivers answer, not a batch per poll.
 /// Otherwise the worker waits `interval` (jobs other nodes queued, retries
 /// coming due) or until `wake` says this node queued one. On shutdown the
 /// sends in flight finish (each has its own timeout) and are recorded.
-pub async fn work_queue<J, C, CF, S, SF>(
+pub async fn work_queue<J, E, C, CF, S, SF>(
+    what: &str,
     places: usize,
     interval: Duration,
     wake: &Notify,
@@ -51,8 +53,9 @@ pub async fn work_queue<J, C, CF, S, SF>(
     mut claim: C,
     send: S,
 ) where
+    E: std::fmt::Display,
     C: FnMut(usize) -> CF,
-    CF: Future<Output = Vec<J>>,
+    CF: Future<Output = Result<Vec<J>, E>>,
     S: Fn(J) -> SF,
     SF: Future<Output = ()> + Send + 'static,
 {
@@ -65,7 +68,10 @@ pub async fn work_queue<J, C, CF, S, SF>(
         }
         let free = places.saturating_sub(in_flight.len());
         if free > 0 {
-            let jobs = claim(free).await;
+            let jobs = claim(free).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "looking for due {what} failed");
+                Vec::new()
+            });
             let full = jobs.len() == free;
             for job in jobs {
                 in_flight.spawn(send(job));
@@ -151,8 +157,9 @@ mod tests {
             let q = self.clone();
             // An hour between polls: anything sent promptly was drained or woken, not polled.
             let worker = tokio::spawn(async move {
-                let claim = |n| std::future::ready(q.claim(n));
-                work_queue(places, Duration::from_secs(3600), &wake, shutdown, claim, |job| q.clone().send(job)).await
+                let claim = |n| std::future::ready(Ok::<_, String>(q.claim(n)));
+                let send = |job| q.clone().send(job);
+                work_queue("jobs", places, Duration::from_secs(3600), &wake, shutdown, claim, send).await
             });
             (stop, worker)
         }

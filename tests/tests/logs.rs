@@ -177,9 +177,20 @@ async fn no_secret_reaches_the_logs_or_the_database() {
     let audit = s.admin(Method::GET, &format!("/v1/admin/audit?cardId={code_card}"), None).await;
     assert_eq!(audit.0, StatusCode::OK);
 
-    // The metrics listener counted all that, by route template.
+    // The metrics listener counted all that, by route template. (A result
+    // callback is counted once its attempt is recorded, a moment after the
+    // receiver has it.)
     let metrics_url = format!("http://{}/metrics", s.metrics_addr().expect("metrics enabled"));
-    let metrics = reqwest::get(&metrics_url).await.unwrap().text().await.unwrap();
+    let delivered = "countersign_result_callbacks_total{result=\"delivered\"} 2";
+    let mut metrics = String::new();
+    for _ in 0..250 {
+        metrics = reqwest::get(&metrics_url).await.unwrap().text().await.unwrap();
+        if metrics.contains(delivered) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(metrics.contains(delivered), "{delivered} missing from\n{metrics}");
     for series in [
         "countersign_http_requests_total{route=\"/v1/authentications\",method=\"POST\",status=\"200\"}",
         "countersign_http_requests_total{route=\"/v1/window/{acs_trans_id}/code/verify\",method=\"POST\",status=\"422\"}",

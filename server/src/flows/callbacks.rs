@@ -150,6 +150,11 @@ async fn deliver(app: &App, job: CallbackJob) -> Result<(), ApiError> {
     }
     let attempt = CallbackAttempt { attempt: attempt_no, at: sent_at, http_status, error };
     app.storage.record_callback_attempt(&job, &attempt, next).await?;
+    crate::metrics::result_callback(match next {
+        CallbackNext::Delivered => "delivered",
+        CallbackNext::RetryAt(_) => "retried",
+        CallbackNext::GiveUp => "failed",
+    });
     Ok(())
 }
 
@@ -168,21 +173,9 @@ fn describe(e: &reqwest::Error) -> String {
 pub async fn run_worker(app: App, shutdown: tokio::sync::watch::Receiver<bool>) {
     let interval = Duration::from_millis(app.config.callbacks.poll_interval_ms.max(10));
     let app = &app;
-    worker::work_queue(
-        SENDS_AT_ONCE,
-        interval,
-        &app.wake.callbacks,
-        shutdown,
-        |n| async move {
-            // Logged; the next pass tries again.
-            claim(app, n).await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "looking for due result callbacks failed");
-                Vec::new()
-            })
-        },
-        |job| send(app.clone(), job),
-    )
-    .await
+    let claim = |n| claim(app, n);
+    let send = |job| send(app.clone(), job);
+    worker::work_queue("result callbacks", SENDS_AT_ONCE, interval, &app.wake.callbacks, shutdown, claim, send).await
 }
 
 #[cfg(test)]

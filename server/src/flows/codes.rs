@@ -643,23 +643,13 @@ async fn record_in_outbox(app: &App, m: &CodeMessage, now: i64) -> Result<(), De
 pub async fn run_delivery_worker(app: App, shutdown: tokio::sync::watch::Receiver<bool>) {
     let interval = std::time::Duration::from_millis(app.config.codes.delivery_poll_interval_ms.max(10));
     let app = &app;
-    worker::work_queue(
-        SENDS_AT_ONCE,
-        interval,
-        &app.wake.deliveries,
-        shutdown,
-        |n| async move {
-            let now = app.now_ms();
-            let n = u32::try_from(n).unwrap_or(u32::MAX);
-            // Logged; the next pass tries again.
-            app.storage.claim_deliveries(now, now + LEASE_MS, n).await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "looking for due one-time code sends failed");
-                Vec::new()
-            })
-        },
-        |job| send(app.clone(), job),
-    )
-    .await
+    let claim = |n| async move {
+        let now = app.now_ms();
+        app.storage.claim_deliveries(now, now + LEASE_MS, u32::try_from(n).unwrap_or(u32::MAX)).await
+    };
+    let send = |job| send(app.clone(), job);
+    worker::work_queue("one-time code sends", SENDS_AT_ONCE, interval, &app.wake.deliveries, shutdown, claim, send)
+        .await
 }
 
 /// Falls back to a code for every push left unanswered past its deadline.
