@@ -13,9 +13,9 @@ use countersign_server::App;
 use countersign_server::clock::{Clock, SystemClock};
 use countersign_server::flows::admin::{self, CreatedRequestor, NewCardRequest, NewRequestorRequest};
 use countersign_tests::areq;
+use serde_json::Value;
 
 use crate::results::Results;
-use serde_json::Value;
 
 /// What the clients need to reach the server, and the admin side of the
 /// same database for preloading.

@@ -61,16 +61,15 @@ impl Results {
         let no_rreq = || anyhow!("no RReq for {acs_trans_id} within {within:?}");
         tokio::time::timeout(within, answer).await.map_err(|_| no_rreq())?.map_err(|_| no_rreq())
     }
-}
 
-impl Results {
     /// RReqs received so far.
     pub fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
     }
 
     /// Waits until `count` RReqs have been received in all (within
-    /// `within`); returns when the last of them came.
+    /// `within`); returns when it saw the last of them (it looks every
+    /// 2 ms).
     pub async fn all_received(&self, count: u64, within: Duration) -> Result<Instant> {
         let deadline = Instant::now() + within;
         while self.received() < count {
